@@ -59,6 +59,11 @@ class Explainer:
     # Parameters for a quick run (contract tests, smoke runs): small sample budgets.
     fast_params: ClassVar[dict[str, Any]] = {}
 
+    def prepare(self, model, background: Tensor) -> None:
+        """Optional: called once per (dataset, model) by the runner, before any ``explain``, with a
+        seeded sample of the dataset's normalised images [N,C,H,W] (e.g. SHAP's background set).
+        Explainers that need no data ignore it; without it they fall back to a documented default."""
+
     def explain(self, model, images: Tensor, targets: Tensor) -> Tensor:
         raise NotImplementedError
 
