@@ -1,0 +1,194 @@
+"""Suites: which datasets x models x explainers x metrics to run, with their parameters.
+
+A suite is a TOML file in ``benchmark/suites/`` (or any path)::
+
+    description = "..."
+    seed = 0
+    batch_size = 16
+    explainers = ["*"]            # shell wildcards over the registry (default: all)
+    metrics = ["*"]               # (default: all; mask metrics run only where masks exist)
+
+    [[grid]]                      # one block per dataset
+    dataset = "synthetic"
+    limit = 64                    # images (optional)
+    target = "predicted"          # or "label": which class each explanation is for
+    models = [{ name = "cnn_gap", train = true },           # trained by the harness on this dataset
+              { name = "resnet50", pretrained = true },      # timm / the project's loaders
+              { name = "resnet50", weights = "r50.pth" }]    # a local checkpoint
+
+    [explainer_params.lime]       # parameters per explainer / metric
+    num_samples = 300
+    [metric_params.road]
+    fractions = [0.1, 0.5, 0.9]
+
+Unknown keys are errors; CLI flags narrow or override (see :func:`narrow`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.registry import match_patterns
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    train: bool = False  # trained by the harness on the grid's dataset (benchmark.training)
+    pretrained: bool = False
+    weights: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    dataset: str
+    models: tuple[ModelSpec, ...]
+    limit: int | None = None
+    split: str = "test"
+    target: str = "predicted"  # "predicted" (the model's top-1) or "label"
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str = ""
+    seed: int = 0
+    batch_size: int = 16
+    explainers: list[str] = field(default_factory=lambda: ["*"])
+    metrics: list[str] = field(default_factory=lambda: ["*"])
+    grid: list[GridEntry] = field(default_factory=list)
+    explainer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def explainer_names(self) -> list[str]:
+        import explainers
+
+        return explainers.list_explainers(self.explainers)
+
+    def metric_names(self) -> list[str]:
+        import metrics
+
+        return metrics.list_metrics(self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def parse_suite(name: str, data: dict[str, Any], where: str = "suite") -> Suite:
+    """Build a :class:`Suite` from a parsed TOML table, rejecting unknown keys."""
+    top = {"description", "seed", "batch_size", "explainers", "metrics", "grid"}
+    _check_keys(data, top | {"explainer_params", "metric_params"}, where)
+    grid = []
+    for i, block in enumerate(data.get("grid", [])):
+        _check_keys(block, _fields(GridEntry), f"{where}: [[grid]] #{i + 1}")
+        models = []
+        for spec in block.get("models", []):
+            spec = {"name": spec} if isinstance(spec, str) else spec
+            _check_keys(spec, _fields(ModelSpec), f"{where}: model {spec.get('name', '?')!r}")
+            models.append(ModelSpec(**spec))
+        if block.get("target", "predicted") not in ("predicted", "label"):
+            raise ValueError(f"{where}: target must be 'predicted' or 'label'")
+        grid.append(GridEntry(**{**block, "models": tuple(models)}))
+    suite = Suite(
+        name=name,
+        description=data.get("description", ""),
+        seed=int(data.get("seed", 0)),
+        batch_size=int(data.get("batch_size", 16)),
+        explainers=list(data.get("explainers", ["*"])),
+        metrics=list(data.get("metrics", ["*"])),
+        grid=grid,
+        explainer_params=data.get("explainer_params", {}),
+        metric_params=data.get("metric_params", {}),
+    )
+    _check_plugin_params(suite)
+    return suite
+
+
+def _check_plugin_params(suite: Suite) -> None:
+    import explainers
+    import metrics
+
+    for registry, params in ((explainers.registry, suite.explainer_params),
+                             (metrics.registry, suite.metric_params)):  # fmt: skip
+        for plugin, values in params.items():
+            cls = registry.get(plugin)  # unknown name: KeyError with suggestions
+            if dataclasses.is_dataclass(cls):
+                where = f"suite {suite.name!r}: [{registry.kind}_params.{plugin}]"
+                _check_keys(values, _fields(cls), where)
+
+
+def list_suites(pattern: str = "*") -> list[str]:
+    return match_patterns([p.stem for p in SUITES_DIR.glob("*.toml")], pattern)
+
+
+def describe(name: str) -> str:
+    return load_suite(name).description
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A built-in suite by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise KeyError(
+                f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(list_suites())} "
+                "(or pass the path of a .toml file)"
+            )
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"cannot read suite file {path}: {e}") from e
+    return parse_suite(path.stem, data, where=str(path))
+
+
+def narrow(
+    suite: Suite,
+    *,
+    datasets: str | None = None,
+    models: str | None = None,
+    explainers: str | None = None,
+    metrics: str | None = None,
+    limit: int | None = None,
+) -> Suite:
+    """Apply CLI overrides: comma-separated wildcard lists select within the suite; ``limit`` caps images."""
+    grid = []
+    for entry in suite.grid:
+        if datasets and not match_patterns([entry.dataset], datasets):
+            continue
+        specs = tuple(m for m in entry.models if not models or match_patterns([m.name], models))
+        if specs:
+            capped = min(limit, entry.limit or limit) if limit else entry.limit
+            grid.append(dataclasses.replace(entry, models=specs, limit=capped))
+    if not grid:
+        raise ValueError(f"the filters leave nothing to run in suite {suite.name!r}")
+    narrowed = dataclasses.replace(suite, grid=grid)
+    if explainers:
+        narrowed.explainers = [
+            n for n in suite.explainer_names() if match_patterns([n], explainers)
+        ]
+    if metrics:
+        narrowed.metrics = [n for n in suite.metric_names() if match_patterns([n], metrics)]
+    for kind, names in (("explainers", narrowed.explainers), ("metrics", narrowed.metrics)):
+        if not names:
+            raise ValueError(f"no {kind} left in suite {suite.name!r} after the filters")
+    return narrowed

@@ -1,0 +1,311 @@
+"""Markdown leaderboards rendered deterministically from the results store (same store, same bytes).
+
+Per dataset x model: explainers as rows (baselines included), one table per metric with its scores
+as columns (arrow = direction), each cell the image mean with a 95% bootstrap CI, N per row, the
+best in bold, and a dagger where the best is not significantly better than the runner-up (Wilcoxon
+signed-rank test on the images both were scored on). The seed study's occlusion and ROAD tables are
+also rendered in their published layout so results can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import metrics as metric_plugins
+from benchmark.registry import natural_key
+from benchmark.store import ResultsStore
+
+RUNTIME = "runtime"
+BOOTSTRAP_RESAMPLES = 1000
+ALPHA = 0.05
+# The seed study's published layouts: (column heading, metric, score, higher is better).
+SEED_OCCLUSION = [
+    ("% ↑ in Confidence (Occlusion “b”)", "occlusion", "increase_b", True),
+    ("% ↓ in Confidence (Occlusion “b”)", "occlusion", "drop_b", False),
+    ("% ↑ in Confidence (Occlusion “s”)", "occlusion", "increase_s", False),
+    ("% ↓ in Confidence (Occlusion “s”)", "occlusion", "drop_s", True),
+]
+SEED_ROAD = [
+    ("% ↑ in Confidence (ROAD “b”)", "road", "lerf", True),
+    ("% ↑ in Confidence (ROAD “s”)", "road", "morf", False),
+    ("Mean ↑ in Confidence (Combined)", "road", "combined", True),
+]
+
+
+def bootstrap_ci(
+    values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile 95% CI of the mean (fixed seed: the same values always give the same interval)."""
+    if len(values) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_p_value(a: dict[str, float], b: dict[str, float]) -> float:
+    """Wilcoxon signed-rank p-value on the images both explainers were scored on (1.0: no evidence)."""
+    from scipy.stats import wilcoxon
+
+    common = sorted(set(a) & set(b))
+    diffs = np.array([a[i] - b[i] for i in common])
+    if len(diffs) < 2 or not np.any(diffs):
+        return 1.0
+    return float(wilcoxon(diffs).pvalue)
+
+
+def direction(metric: str, score: str) -> bool | None:
+    if metric == RUNTIME:
+        return False
+    try:
+        return metric_plugins.registry.get(metric).higher_is_better.get(score)
+    except KeyError:
+        return None
+
+
+def _arrow(higher: bool | None) -> str:
+    return {True: " ↑", False: " ↓", None: ""}[higher]
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x):
+        return "–"
+    return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.2f}"
+
+
+def _anchor(*parts: str) -> str:
+    return "-".join(p.replace("/", "-").replace(" ", "-") for p in parts)
+
+
+class _Column:
+    """One score of one metric for every explainer of a table: values per explainer per image."""
+
+    def __init__(self, metric: str, score: str, values: dict[str, dict[str, float | None]]):
+        self.metric, self.score, self.higher = metric, score, direction(metric, score)
+        self.values = {
+            e: {i: v for i, v in per.items() if v is not None} for e, per in values.items()
+        }
+        self.skipped = {e: sum(v is None for v in per.values()) for e, per in values.items()}
+        self.means = {e: float(np.mean(list(v.values()))) if v else float("nan")
+                      for e, v in self.values.items()}  # fmt: skip
+        self.best, self.tied = self._best()
+
+    def _best(self) -> tuple[str | None, bool]:
+        if self.higher is None:
+            return None, False
+        ranked = sorted((e for e in self.means if not math.isnan(self.means[e])),
+                        key=lambda e: (-self.means[e] if self.higher else self.means[e], e))  # fmt: skip
+        if not ranked:
+            return None, False
+        if len(ranked) == 1:
+            return ranked[0], False
+        best, runner_up = ranked[0], ranked[1]
+        tied = paired_p_value(self.values[best], self.values[runner_up]) >= ALPHA
+        return best, tied
+
+    def cell(self, explainer: str, with_ci: bool = True) -> str:
+        values = np.array(list(self.values.get(explainer, {}).values()), dtype=float)
+        if len(values) == 0:
+            return "–"
+        text = _fmt(float(values.mean()))
+        if with_ci:
+            low, high = bootstrap_ci(values)
+            text += f" [{_fmt(low)}, {_fmt(high)}]"
+        if explainer == self.best:
+            text = f"**{text}**" + ("†" if self.tied else "")
+        return text
+
+    def n(self, explainer: str) -> str:
+        n, skipped = len(self.values.get(explainer, {})), self.skipped.get(explainer, 0)
+        return f"{n}" + (f" ({skipped} skipped)" if skipped else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render(store: ResultsStore, suite: str, store_label: str = "results/benchmark.sqlite") -> str:
+    data: dict[tuple[str, str], dict[str, dict[str, dict[str, dict[str, float | None]]]]] = (
+        defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
+    )  # (dataset, model) -> metric -> score -> explainer -> image -> value
+    for dataset, model, explainer, metric, score, image, value in store.scores(suite):
+        data[(dataset, model)][metric][score][explainer][image] = value
+    failures = store.failures(suite)
+    failed = defaultdict(int)
+    for dataset, model, explainer, *_ in failures:
+        failed[(dataset, model, explainer)] += 1
+
+    out = [
+        f"# Leaderboard: `{suite}`",
+        "",
+        f"<!-- Generated by `python -m benchmark leaderboard --suite {suite}` from the results store; do not edit. -->",
+        "",
+        f"Generated from the results store (`{store_label}`); do not edit by hand. Reproduce with "
+        f"`python -m benchmark run --suite {suite}` then `python -m benchmark leaderboard --suite {suite}`.",
+        "",
+        "Each cell: mean over images [95% bootstrap CI, "
+        f"{BOOTSTRAP_RESAMPLES} resamples, fixed seed]; ↑/↓ = higher/lower is better; **bold** = best; "
+        f"† = best but not significantly better than the runner-up (Wilcoxon signed-rank on paired "
+        f"images, p ≥ {ALPHA}). N = images scored; skipped = not applicable (e.g. empty mask). Metric "
+        "definitions: each metric module's docstring (`python -m benchmark ls metrics`). ROAD imputes "
+        "in the model's normalised input space (the pytorch-grad-cam convention).",
+        "",
+    ]
+    datasets = sorted({d for d, _ in data}, key=natural_key)
+    for dataset in datasets:
+        out += [f"## {dataset}", ""]
+        models = sorted({m for d, m in data if d == dataset}, key=natural_key)
+        for model in models:
+            out += _model_section(store, suite, dataset, model, data[(dataset, model)], failed)
+        out += _seed_layouts(suite, dataset, {m: data[(dataset, m)] for m in models})
+    if failures:
+        out += [
+            "## Failures",
+            "",
+            "Cells that could not be computed; the run went on without them.",
+            "",
+        ]
+        out += _table(["dataset", "model", "explainer", "metric", "image", "stage", "message"],
+                      [[d, m, e, mt or "–", i, s, msg.replace("|", "\\|").replace("\n", " ")[:300]]
+                       for d, m, e, mt, i, s, msg in failures])  # fmt: skip
+        out.append("")
+    out += _provenance(store, suite)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
+    anchor = _anchor(suite, dataset, model)
+    explainers = sorted({e for scores in metrics_data.values() for per in scores.values() for e in per},
+                        key=natural_key)  # fmt: skip
+    out = [f'<a id="{anchor}"></a>', "", f"### Table {suite}/{dataset}/{model}", ""]
+    info = _model_info(store, dataset, model)
+    if info:
+        out += [info, ""]
+    runtime = _Column(RUNTIME, "seconds", metrics_data.get(RUNTIME, {}).get("seconds", {}))
+    rows = []
+    for e in explainers:
+        seconds = np.array(list(runtime.values.get(e, {}).values()))
+        median = _fmt(float(np.median(seconds))) if len(seconds) else "–"
+        iqr = (f" [{_fmt(float(np.percentile(seconds, 25)))}, {_fmt(float(np.percentile(seconds, 75)))}]"
+               if len(seconds) > 1 else "")  # fmt: skip
+        rows.append([e, median + iqr, runtime.n(e), str(failed.get((dataset, model, e), 0))])
+    out += [
+        "Runtime of `explain()` (median [IQR] seconds per image, batched; one warm-up call per run not timed):",
+        "",
+    ]
+    out += _table(["explainer", "s / image ↓", "N", "failures"], rows) + [""]
+    for metric in sorted(m for m in metrics_data if m != RUNTIME):
+        scores = sorted(metrics_data[metric], key=lambda s: _score_order(metric, s))
+        columns = [_Column(metric, s, metrics_data[metric][s]) for s in scores]
+        version = _version(metric)
+        out += [f'<a id="{anchor}-{metric}"></a>', "", f"**{metric}**{version}", ""]
+        header = ["explainer"] + [f"{c.score}{_arrow(c.higher)}" for c in columns] + ["N"]
+        rows = [[e] + [c.cell(e) for c in columns] + [columns[0].n(e)] for e in explainers]
+        out += _table(header, rows) + [""]
+    return out
+
+
+def _score_order(metric: str, score: str) -> tuple[int, Any]:
+    try:
+        order = list(metric_plugins.registry.get(metric).higher_is_better)
+        return (order.index(score), "") if score in order else (len(order), natural_key(score))
+    except KeyError:
+        return (0, natural_key(score))
+
+
+def _version(metric: str) -> str:
+    try:
+        return f" (v{metric_plugins.registry.get(metric).version})"
+    except KeyError:
+        return ""
+
+
+def _model_info(store: ResultsStore, dataset: str, model: str) -> str:
+    infos = [
+        json.loads(i) for (i,) in store.db.execute("SELECT info FROM models ORDER BY model_key")
+    ]
+    infos = [i for i in infos if i.get("name") == model and i.get("dataset") == dataset]
+    parts = []
+    for info in infos:
+        spec = info.get("spec", {})
+        how = ("trained by the harness on " + dataset if spec.get("train")
+               else "pretrained" if spec.get("pretrained") else "given weights" if spec.get("weights")
+               else "random weights")  # fmt: skip
+        text = f"model `{model}`: {how}"
+        for key, label in (("test_accuracy", "test accuracy"), ("roc_auc", "ROC AUC")):
+            if isinstance(info.get(key), (int, float)):
+                value = info[key] * 100 if info[key] <= 1 else info[key]
+                text += (
+                    f", {label} {value:.2f}%"
+                    if key == "test_accuracy"
+                    else f", {label} {info[key]:.3f}"
+                )
+        if info.get("weights_sha256"):
+            text += f", weights sha256 `{info['weights_sha256'][:12]}…`"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[str]:
+    """The seed study's tables: per explainer, models as rows, occlusion / ROAD columns as published."""
+    out: list[str] = []
+    for title, layout in (("Occlusion", SEED_OCCLUSION), ("ROAD", SEED_ROAD)):
+        metric = layout[0][1]
+        explainers = sorted({e for m in per_model.values() for per in m.get(metric, {}).values() for e in per},
+                            key=natural_key)  # fmt: skip
+        for explainer in explainers:
+            anchor = _anchor(suite, dataset, "seed", metric, explainer)
+            header = ["Model \\ Metric"] + [f"{h}{_arrow(up)}" for h, _, _, up in layout]
+            rows = []
+            for model, metrics_data in sorted(per_model.items(), key=lambda kv: natural_key(kv[0])):
+                row = [model]
+                for _, m, score, _ in layout:
+                    values = [v for v in metrics_data.get(m, {}).get(score, {}).get(explainer, {}).values()
+                              if v is not None]  # fmt: skip
+                    row.append(_fmt(float(np.mean(values))) if values else "–")
+                rows.append(row)
+            out += [f'<a id="{anchor}"></a>', "",
+                    f"**{title}, seed-study layout: {explainer}** ({dataset})", ""]  # fmt: skip
+            out += _table(header, rows) + [""]
+    return out
+
+
+def _provenance(store: ResultsStore, suite: str) -> list[str]:
+    runs = store.runs(suite)
+    if not runs:
+        return []
+    out = ["## Provenance", "", "Runs that wrote to this board:", ""]
+    rows = []
+    for r in runs:
+        git = r.get("git", {})
+        commit = str(git.get("commit", "?"))[:12] + (" (dirty)" if git.get("dirty") else "")
+        rows.append([str(r["run_id"]), r.get("date", "?"), commit, r.get("device", "?"),
+                     str(r.get("threads", "?")), str(r.get("seed", "?")), r.get("harness", "?")])  # fmt: skip
+    out += _table(["run", "date", "git commit", "device", "threads", "seed", "harness"], rows) + [
+        ""
+    ]
+    latest = runs[-1]
+    if latest.get("skipped"):
+        out += [f"Skipped in run {latest['run_id']} (data or weights not available here):", ""]
+        out += [f"- {line}" for line in latest["skipped"]] + [""]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(latest.get("packages", {}).items()))
+    out += [
+        f"Packages (run {latest['run_id']}): {packages}; Python {latest.get('python', '?')}.",
+        "",
+    ]
+    return out
+
+
+def write(store: ResultsStore, suite: str, out_dir: str | Path = "leaderboards") -> Path:
+    path = Path(out_dir) / f"{suite}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(store, suite), encoding="utf-8")
+    return path

@@ -1,0 +1,226 @@
+"""Results store: one SQLite file holding saliency maps, per-image scores, failures and provenance.
+
+Every write of a batch is one transaction, and every row is keyed by everything that changes it, so a
+run killed at any moment (even ``kill -9``) resumes without losing or duplicating a result, and
+several processes may write to one store at once (WAL journal, busy timeout, ``INSERT OR IGNORE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    suite TEXT NOT NULL, started TEXT NOT NULL, finished TEXT,
+    provenance TEXT NOT NULL,         -- JSON: git, packages, device, threads, seed, config
+    skipped TEXT                      -- JSON list: datasets / models the run could not use, and why
+);
+CREATE TABLE IF NOT EXISTS models (
+    model_key TEXT PRIMARY KEY, info TEXT NOT NULL   -- JSON provenance (accuracy, checkpoint)
+);
+CREATE TABLE IF NOT EXISTS saliency (
+    key TEXT PRIMARY KEY,
+    map BLOB NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL,
+    seconds REAL NOT NULL,            -- explain() time per image (batch time / batch size)
+    run_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scores (
+    cell TEXT NOT NULL, score TEXT NOT NULL, value REAL,   -- NULL: not applicable (skipped)
+    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, explainer TEXT NOT NULL,
+    metric TEXT NOT NULL, image TEXT NOT NULL, run_id INTEGER NOT NULL,
+    PRIMARY KEY (suite, cell, score)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    cell TEXT NOT NULL, stage TEXT NOT NULL, message TEXT NOT NULL,
+    suite TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL, explainer TEXT NOT NULL,
+    metric TEXT, image TEXT NOT NULL, run_id INTEGER NOT NULL,
+    PRIMARY KEY (suite, cell)
+);
+CREATE INDEX IF NOT EXISTS scores_by_table ON scores (suite, dataset, model, metric);
+"""
+
+
+def key_of(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts: the identity of a cached computation."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where a per-image result belongs in the leaderboards."""
+
+    suite: str
+    dataset: str
+    model: str
+    explainer: str
+    metric: str | None
+    image: str
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs and models ----------------------------------------------------------------------
+
+    def start_run(self, suite: str, provenance: dict[str, Any]) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (suite, started, provenance) VALUES (?, ?, ?)",
+                (suite, _now(), json.dumps(provenance, sort_keys=True, default=str)),
+            )
+            return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (_now(), run_id))
+
+    def runs(self, suite: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT run_id, started, finished, provenance FROM runs WHERE suite = ? ORDER BY run_id",
+            (suite,),
+        ).fetchall()
+        return [{"run_id": r, "started": s, "finished": f, **json.loads(p)} for r, s, f, p in rows]
+
+    def put_model(self, model_key: str, info: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?)",
+                (model_key, json.dumps(info, sort_keys=True, default=str)),
+            )
+
+    def model_info(self, model_key: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT info FROM models WHERE model_key = ?", (model_key,)
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    # -- saliency cache -----------------------------------------------------------------------
+
+    def get_maps(self, keys: Iterable[str]) -> dict[str, tuple[np.ndarray, float]]:
+        """key -> (map [H,W] float32, explain seconds per image) for the cached keys."""
+        keys = list(keys)
+        found: dict[str, tuple[np.ndarray, float]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self.db.execute(
+                "SELECT key, map, height, width, seconds FROM saliency "
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for key, blob, h, w, seconds in rows:
+                found[key] = (np.frombuffer(blob, np.float32).reshape(h, w), seconds)
+        return found
+
+    def put_maps(self, rows: list[tuple[str, np.ndarray, float]], run_id: int) -> None:
+        """rows of (key, map [H,W] float32, explain seconds per image)."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO saliency VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (k, np.ascontiguousarray(m, np.float32).tobytes(), *m.shape, s, run_id)
+                    for k, m, s in rows
+                ],  # fmt: skip
+            )
+
+    # -- scores and failures --------------------------------------------------------------------
+
+    def done_cells(self, suite: str, cells: Iterable[str]) -> set[str]:
+        cells = list(cells)
+        done: set[str] = set()
+        for start in range(0, len(cells), 500):
+            chunk = cells[start : start + 500]
+            done |= {
+                row[0]
+                for row in self.db.execute(
+                    f"SELECT DISTINCT cell FROM scores WHERE suite = ? AND cell IN ({','.join('?' * len(chunk))})",
+                    [suite, *chunk],
+                )
+            }
+        return done
+
+    def put_scores(
+        self, rows: list[tuple[str, Cell, dict[str, float | None]]], run_id: int
+    ) -> None:
+        """rows of (cell key, where it belongs, {score name: value or None}); one transaction."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        key,
+                        score,
+                        value,
+                        c.suite,
+                        c.dataset,
+                        c.model,
+                        c.explainer,
+                        c.metric,
+                        c.image,
+                        run_id,
+                    )
+                    for key, c, values in rows
+                    for score, value in values.items()
+                ],
+            )
+            db.executemany(
+                "DELETE FROM failures WHERE suite = ? AND cell = ?",
+                [(c.suite, k) for k, c, _ in rows],
+            )
+
+    def put_failure(self, key: str, cell: Cell, stage: str, message: str, run_id: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, stage, message, cell.suite, cell.dataset, cell.model, cell.explainer,
+                 cell.metric, cell.image, run_id),
+            )  # fmt: skip
+
+    def scores(self, suite: str) -> list[tuple]:
+        """(dataset, model, explainer, metric, score, image, value) rows, in a fixed order."""
+        return self.db.execute(
+            "SELECT dataset, model, explainer, metric, score, image, value FROM scores "
+            "WHERE suite = ? ORDER BY dataset, model, explainer, metric, score, image",
+            (suite,),
+        ).fetchall()
+
+    def failures(self, suite: str) -> list[tuple]:
+        return self.db.execute(
+            "SELECT dataset, model, explainer, metric, image, stage, message FROM failures "
+            "WHERE suite = ? ORDER BY dataset, model, explainer, metric, image",
+            (suite,),
+        ).fetchall()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
