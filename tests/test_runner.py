@@ -1,0 +1,208 @@
+"""The runner end to end on the offline synthetic data: CLI, resume after kill -9, failures, boards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import explainers
+from benchmark import leaderboard
+from benchmark.config import load_suite, parse_suite
+from benchmark.runner import run_suite
+from benchmark.store import ResultsStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_SUITE = """
+description = "test suite: random-weight cnn_gap on synthetic shapes"
+seed = 0
+batch_size = 4
+explainers = ["grad_cam", "gradient_pixel", "random", "center", "cam"]
+metrics = ["*"]
+
+[[grid]]
+dataset = "synthetic"
+limit = 8
+models = [{ name = "cnn_gap" }]
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, data_dir) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SUITE)
+    return path
+
+
+def _cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900, **kw)  # fmt: skip
+
+
+def _score_rows(store_path: Path) -> list[tuple]:
+    with sqlite3.connect(store_path) as db:
+        return db.execute(
+            "SELECT cell, score, value FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
+        ).fetchall()
+
+
+def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_path):
+    store = tmp_path / "store.sqlite"
+    boards = tmp_path / "boards"
+    result = _cli("run", "--suite", str(tiny_suite), "--store", str(store), "--leaderboard-dir",
+                  str(boards), "--quiet", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    board = (boards / "tiny.md").read_text()
+    for name in ["grad_cam", "gradient_pixel", "random", "center", "cam"]:
+        assert f"| {name} |" in board
+    assert "### Table tiny/synthetic/cnn_gap" in board and 'id="tiny-synthetic-cnn_gap"' in board
+    assert "## Provenance" in board and "torch" in board
+    assert " [" in board and "**" in board, "means with bootstrap CIs, best in bold"
+    assert "Occlusion, seed-study layout" in board and "ROAD, seed-study layout" in board
+    first = board
+    assert _cli("leaderboard", "--suite", "tiny", "--store", str(store), "--leaderboard-dir",
+                str(boards), cwd=tmp_path).returncode == 0  # fmt: skip
+    assert (boards / "tiny.md").read_text() == first, "same store, same bytes"
+    # a second run computes nothing new
+    again = _cli("run", "--suite", str(tiny_suite), "--store", str(store), "--leaderboard-dir",
+                 str(boards), "--quiet", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert "0 maps and 0 scores computed" in again.stdout, again.stdout
+
+
+def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, data_dir):
+    suite_file = tmp_path / "resume.toml"
+    suite_file.write_text(TINY_SUITE.replace("limit = 8", "limit = 48").replace("batch_size = 4", "batch_size = 2"))
+    args = ["run", "--suite", str(suite_file), "--quiet", "--device", "cpu", "--leaderboard-dir", str(tmp_path)]
+
+    reference = tmp_path / "reference.sqlite"
+    assert _cli(*args, "--store", str(reference), cwd=tmp_path).returncode == 0
+
+    interrupted = tmp_path / "interrupted.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *args, "--store", str(interrupted)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if interrupted.exists() and len(_score_rows(interrupted)) > 50:
+            break
+    assert proc.poll() is None, "the run finished before it could be interrupted: give it more work"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(_score_rows(interrupted))
+    assert 0 < partial < len(_score_rows(reference))
+
+    assert _cli(*args, "--store", str(interrupted), cwd=tmp_path).returncode == 0
+    resumed = _score_rows(interrupted)
+    assert resumed == _score_rows(reference)
+    assert len({(c, s) for c, s, _ in resumed}) == len(resumed), "each cell exactly once"
+
+
+@dataclass
+class _FailsOnOneImage(explainers.Explainer):
+    """Test plugin: crashes on one chosen image, returns NaN on another."""
+
+    version = "1"
+    bad: float = 0.0
+    nan: float = 0.0
+
+    def explain(self, model, images, targets):
+        sums = images.flatten(1).sum(1)
+        if any(abs(float(s) - self.bad) < 1e-3 for s in sums):
+            raise RuntimeError("boom on purpose")
+        maps = images.abs().sum(1)
+        for i, s in enumerate(sums):
+            if abs(float(s) - self.nan) < 1e-3:
+                maps[i] = float("nan")
+        return maps
+
+
+def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_path, data_dir):
+    from benchmark.data import load_dataset
+    from benchmark.models import load_model
+
+    model = load_model("cnn_gap")  # what the runner builds: 1 channel, 28x28
+    data = load_dataset("synthetic", limit=8, image_size=(28, 28), channels=1)
+    sums = [float(model.normalize(b.pixels).flatten(1).sum(1)[0]) for b in data.batches(1)]
+    explainers.registry.register("failing_test")(_FailsOnOneImage)
+    suite = parse_suite("failing", {
+        "batch_size": 4, "explainers": ["failing_test", "center"], "metrics": ["*"],
+        "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
+        "explainer_params": {"failing_test": {"bad": sums[1], "nan": sums[5]}},
+    })  # fmt: skip
+    try:
+        store = ResultsStore(tmp_path / "s.sqlite")
+        summary = run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
+        board = leaderboard.render(store, "failing")
+    finally:
+        explainers.registry._entries.pop("failing_test")
+    messages = [f[-1] for f in store.failures("failing")]
+    assert any("boom on purpose" in m for m in messages)
+    assert any("NaN" in m for m in messages)
+    assert len(summary.failures) == 2
+    assert "## Failures" in board and "boom on purpose" in board
+    explained = {img for _, _, e, m, _, img, _ in store.scores("failing") if e == "failing_test" and m == "runtime"}
+    assert len(explained) == 6, "the six other images were explained and scored"
+
+
+def test_grad_cam_localises_on_synthetic_better_than_the_baselines(tmp_path, data_dir):
+    suite = parse_suite("loc", {
+        "batch_size": 32, "explainers": ["grad_cam", "random", "center"],
+        "metrics": ["pointing_game", "miou"],
+        "grid": [{"dataset": "synthetic", "limit": 96, "models": [{"name": "cnn_gap", "train": True}]}],
+    })  # fmt: skip
+    store = ResultsStore(tmp_path / "loc.sqlite")
+    run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
+    means: dict[tuple[str, str], list[float]] = {}
+    for _, _, explainer, metric, score, _, value in store.scores("loc"):
+        if value is not None:
+            means.setdefault((explainer, f"{metric}/{score}"), []).append(value)
+    for column in ["pointing_game/hit", "miou/oracle"]:
+        mean = {e: sum(means[(e, column)]) / len(means[(e, column)]) for e in ["grad_cam", "random", "center"]}
+        assert mean["grad_cam"] > mean["random"] and mean["grad_cam"] > mean["center"], (column, mean)
+
+
+def test_suites_reject_unknown_keys_and_narrow_with_wildcards(tmp_path):
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_suite("x", {"grid": [], "explainer": ["typo"]})
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_suite("x", {"grid": [{"dataset": "synthetic", "models": [{"name": "cnn_gap", "pretraind": True}]}]})
+    with pytest.raises(ValueError, match="grad_cam"):
+        parse_suite("x", {"grid": [], "explainer_params": {"grad_cam": {"nsamples": 3}}})
+    from benchmark.config import list_suites, narrow
+
+    assert {"default", "seed-imagenet50", "seed-cxr"} <= set(list_suites())
+    default = load_suite("default")
+    small = narrow(default, datasets="synth*", models="cnn_gap", explainers="grad*,random", limit=5)
+    assert [e.dataset for e in small.grid] == ["synthetic"]
+    assert [m.name for m in small.grid[0].models] == ["cnn_gap"] and small.grid[0].limit == 5
+    assert small.explainers == ["grad_cam", "gradient_pixel", "random"]
+    with pytest.raises(ValueError, match="nothing to run"):
+        narrow(default, datasets="nope")
+
+
+def test_concurrent_writers_do_not_corrupt_the_store(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    ResultsStore(path).close()
+    code = (
+        "import sys; from benchmark.store import ResultsStore, Cell\n"
+        "s = ResultsStore(sys.argv[1]); w = sys.argv[2]\n"
+        "for i in range(200):\n"
+        "    c = Cell('t', 'd', 'm', 'e', 'x', f'{w}-{i}')\n"
+        "    s.put_scores([(f'{w}-{i}', c, {'v': float(i)})], run_id=0)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(w)], env=env) for w in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    rows = ResultsStore(path).scores("t")
+    assert len(rows) == 600 and torch.tensor([r[-1] for r in rows]).sum() == 3 * sum(range(200))
