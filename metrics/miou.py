@@ -54,16 +54,15 @@ def otsu_threshold(values: np.ndarray) -> int:
 
 
 def otsu_masks(maps: Tensor) -> Tensor:
-    """Otsu binarisation of each map [B,H,W] scaled to 0..255."""
+    """Otsu binarisation of each map [B,H,W] scaled to 0..255 (a constant map: empty)."""
     out = []
     for s in maps.double().numpy():
         span = s.max() - s.min()
-        scaled = np.uint8((s - s.min()) / span * 255) if span > 0 else np.zeros(s.shape, np.uint8)
-        out.append(
-            torch.from_numpy(scaled > otsu_threshold(scaled))
-            if span > 0
-            else torch.zeros(s.shape, dtype=torch.bool)
-        )
+        if span > 0:
+            scaled = np.uint8((s - s.min()) / span * 255)
+            out.append(torch.from_numpy(scaled > otsu_threshold(scaled)))
+        else:
+            out.append(torch.zeros(s.shape, dtype=torch.bool))
     return torch.stack(out)
 
 

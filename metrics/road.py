@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
 from metrics._road import road_outputs, target_probabilities
