@@ -56,8 +56,10 @@ def test_all_removed_imputes_zero_and_kept_pixels_untouched():
 
 def test_process_pool_gives_the_same_numbers():
     rng = np.random.default_rng(0)
-    tasks = [(rng.random((3, 12, 12)), rng.random((12, 12)) < 0.5, 0.01, [i, 0, 1]) for i in range(4)]
+    tasks = [
+        (rng.random((3, 12, 12)), rng.random((12, 12)) < 0.5, 0.01, [i, 0, 1]) for i in range(4)
+    ]
     serial = impute_many(tasks, workers=0)
     pooled = impute_many(tasks, workers=2)
-    for a, b in zip(serial, pooled):
+    for a, b in zip(serial, pooled, strict=True):
         np.testing.assert_array_equal(a, b)

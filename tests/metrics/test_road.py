@@ -55,7 +55,9 @@ def test_agrees_with_road_combined_average(small_cnn):
     ours = create_metric("road", noise=0.0)(
         model=small_cnn, images=images, targets=targets, saliency=saliency
     )
-    torch.testing.assert_close(ours["combined"] / 100, torch.tensor(theirs).float(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        ours["combined"] / 100, torch.tensor(theirs).float(), atol=1e-4, rtol=0
+    )
     torch.testing.assert_close(ours["combined"], (ours["lerf"] - ours["morf"]) / 2)
 
 
