@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from benchmark.registry import Entry, Registry
+from benchmark.training import add_train_arguments, cmd_train
 
 
 def _print_entries(registry: Registry, pattern: str) -> None:
@@ -60,6 +61,7 @@ def add_ls(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] = {
     "ls": (cmd_ls, add_ls, "list explainers, metrics, models or suites"),
+    "train": (cmd_train, add_train_arguments, "train a small CNN on a dataset (cached)"),
 }
 
 
