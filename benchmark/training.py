@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -124,12 +125,20 @@ def trained_model(
     }  # fmt: skip
     if base is not None:
         info["base_model"] = {k: base.info[k] for k in ("cache_key", "sha256", "test_accuracy")}
-    atomic_write(path, lambda tmp: torch.save(model.net.state_dict(), tmp))
+    atomic_write(path, lambda tmp: tmp.write_bytes(_serialise(model.net.state_dict())))
     info["sha256"] = sha256_file(path)
     atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(info, indent=1, sort_keys=True)))
     model.weights_sha256 = info["sha256"]
     model.info = info | {"checkpoint": str(path), "cached": False}
     return model
+
+
+def _serialise(state: dict[str, Tensor]) -> bytes:
+    # Through memory: torch.save names the zip's root folder after the file, which would make
+    # identical weights hash differently under atomic_write's random temporary names.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 @torch.no_grad()
