@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.registry import Entry, Registry
+from benchmark.training import add_train_arguments, cmd_train
 
 
 def _print_entries(registry: Registry, pattern: str) -> None:
@@ -170,6 +171,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] =
     ),
     "gallery": (cmd_gallery, add_gallery, "write heatmap grids and an HTML page"),
     "ls": (cmd_ls, add_ls, "list explainers, metrics, models or suites"),
+    "train": (cmd_train, add_train_arguments, "train a small CNN on a dataset (cached)"),
 }
 
 

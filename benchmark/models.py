@@ -438,3 +438,14 @@ def load_weights(
         ) from e
     model.weights_sha256 = actual
     model.net.eval()
+
+
+@registry.register("cnn_svm", tags=("small", "cam"))
+def _cnn_svm(
+    num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kw: Any
+) -> Classifier:
+    """Seed study 001's CNN + SVM: cnn_gap features, GAP, a linear SVM head (an nn.Linear; CAM-able)."""
+    if pretrained:
+        _no_published_weights("cnn_svm")
+    return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
+                      (in_chans, 28, 28), "cnn_svm", **kw)  # fmt: skip

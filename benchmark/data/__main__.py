@@ -1,0 +1,40 @@
+"""``python -m benchmark.data {list,fetch,verify} [NAME ...]``: list, download or check datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import DataError, list_datasets, load_dataset, locate, read_card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.data", description=__doc__)
+    parser.add_argument("action", choices=["list", "fetch", "verify"])
+    parser.add_argument("names", nargs="*", help="dataset names (default: all but opt-in ones)")
+    args = parser.parse_args(argv)
+    names = args.names or [n for n in list_datasets() if n not in ("voc2012-val", "coco-folder")]
+    status = 0
+    for name in names:
+        card = read_card(name)
+        try:
+            if args.action == "list":
+                print(f"{name:<14} {card.get('description', '')}")
+            elif card.get("format") == "voc" and args.action == "fetch":
+                from ._loaders import fetch_voc
+
+                print(f"{name}: extracted to {fetch_voc(card)}")
+            elif card.get("files"):
+                for role in dict.fromkeys(f["role"] for f in card["files"]):
+                    path, _ = locate(card, role, fetch=args.action == "fetch")
+                print(f"{name}: ok ({len(card['files'])} files checked)")
+            else:
+                print(f"{name}: {len(load_dataset(name))} test images (nothing to download)")
+        except DataError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""ROAD speed against pytorch-grad-cam's ROADCombined, on ResNet50 at 224x224 (random weights).
+
+Targets (ratios measured in this one run, same images and maps):
+
+* ``road`` (9 fractions x 2 orders) at least 5x faster than pytorch-grad-cam's ``ROADCombined``;
+* imputation at most 25% of the model-forward time of the same evaluation.
+
+Run: ``BENCHMARK_DATA_DIR=../shared/data python -m pytest benchmarks/test_road_speed.py
+--benchmark-enable -s`` (about a minute per image on 2 CPU cores; ``ROAD_BENCH_IMAGES`` sets the
+number of images, default 2; ``ROAD_BENCH_WORKERS`` the imputation processes, default 2).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.models import Classifier
+from benchmark.timing import timed
+from metrics import create_metric
+
+
+@pytest.fixture(scope="module")
+def setup():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    net = timm.create_model("resnet50", pretrained=False)
+    model = Classifier(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (3, 224, 224), "resnet50")
+    n = int(os.environ.get("ROAD_BENCH_IMAGES", "2"))
+    g = torch.Generator().manual_seed(0)
+    images = model.normalize(torch.rand(n, 3, 224, 224, generator=g))
+    # CAM-like maps: a 7x7 map upsampled bilinearly (smooth blobs, no ties).
+    maps = F.interpolate(torch.rand(n, 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[
+        :, 0
+    ]
+    targets = model.probabilities(images).argmax(1)
+    return model, images, targets, maps
+
+
+def test_road_speed(benchmark, setup):
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model, images, targets, maps = setup
+    with torch.no_grad():
+        model.net(images[:1])  # warm-up
+    reference_targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
+    _, reference = timed(ROADCombined(), images, maps.numpy(), reference_targets, model.net)
+
+    workers = int(os.environ.get("ROAD_BENCH_WORKERS", "2"))
+    metric = create_metric("road", workers=workers, batch_size=18)
+    call = dict(model=model, images=images, targets=targets, saliency=maps)
+    timings = []
+
+    def run():
+        metric.timings.clear()
+        result, seconds = timed(metric, **call)
+        timings.append(dict(metric.timings, total=seconds))
+        return result
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    ours = timings[-1]
+    speedup = reference / ours["total"]
+    imputation_share = ours["imputation"] / ours["forward"]
+    benchmark.extra_info.update(
+        images=len(images), workers=workers, reference_s=reference, ours_s=ours["total"],
+        imputation_s=ours["imputation"], forward_s=ours["forward"], speedup=speedup,
+        imputation_over_forward=imputation_share,
+    )  # fmt: skip
+    print(f"\nROAD on {len(images)} images: pytorch-grad-cam ROADCombined {reference:.2f} s, ours "
+          f"{ours['total']:.2f} s ({speedup:.1f}x); imputation {ours['imputation']:.2f} s = "
+          f"{100 * imputation_share:.0f}% of forwards {ours['forward']:.2f} s")  # fmt: skip
+    assert speedup >= 5.0
+    assert imputation_share <= 0.25

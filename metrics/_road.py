@@ -1,0 +1,106 @@
+"""The ROAD evaluation loop shared by ``road`` and ``road_accuracy``: rank once, impute every
+(image, order, fraction) once, run the model on the imputed images in batches.
+
+Imputation runs on the CPU (in a process pool when ``workers > 1``), ``2 * len(fractions)`` systems
+per image; the forwards run on the model's device, batched across fractions and images in chunks of
+``batch_size`` images. Both phases are timed into ``timings`` (seconds, added to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.timing import timed
+from metrics._imputation import impute_many
+from metrics._ranking import image_seeds, rank_pixels, resize_maps, top_count, top_masks
+
+ORDERS = ("morf", "lerf")  # most relevant first, least relevant first
+
+
+def road_outputs(
+    model,
+    images: Tensor,
+    targets: Tensor,
+    saliency: Tensor,
+    *,
+    fractions: Sequence[float],
+    pixel_space: bool,
+    noise: float,
+    seed: int,
+    batch_size: int,
+    workers: int,
+    timings: MutableMapping[str, float],
+) -> tuple[Tensor, Tensor]:
+    """(target probability, top-1 == target) of every imputed image, each [B, 2 orders, F].
+
+    Order 0 (MoRF) removes the ``floor(f*H*W)`` most salient pixels, order 1 (LeRF) the
+    ``floor(f*H*W)`` least salient: ``f`` is the fraction removed in both orders. With
+    ``pixel_space`` the imputation runs on [0,1] pixels (``model.denormalize``) and the result is
+    normalised again before the forward; otherwise it runs on the normalised inputs.
+    """
+    batch, _, height, width = images.shape
+    n = height * width
+    order = rank_pixels(resize_maps(saliency, (height, width)), images, seed)
+    counts = [top_count(f, n) for f in fractions]
+    removed = (
+        torch.stack(
+            [
+                torch.stack(
+                    [top_masks(order, c, (height, width), most=(o == 0)) for c in counts], 1
+                )
+                for o in range(len(ORDERS))
+            ],
+            1,
+        )
+        .cpu()
+        .numpy()
+    )  # [B, 2, F, H, W]
+    base = (model.denormalize(images) if pixel_space else images).detach()
+    base = base.to("cpu", torch.float64).numpy()
+    seeds = image_seeds(images, seed)
+    shape = (len(ORDERS), len(fractions))
+
+    probs = torch.empty(batch, *shape)
+    correct = torch.empty(batch, *shape, dtype=torch.bool)
+    per_image = int(np.prod(shape))
+    group = max(1, batch_size // per_image)  # images whose imputations are held at once
+    for start in range(0, batch, group):
+        stop = min(batch, start + group)
+        tasks = [
+            (base[i], removed[i, o, k], noise, [seeds[i], o, k])
+            for i in range(start, stop)
+            for o in range(shape[0])
+            for k in range(shape[1])
+        ]
+        imputed, seconds = timed(impute_many, tasks, workers)
+        timings["imputation"] = timings.get("imputation", 0.0) + seconds
+        x = torch.from_numpy(np.stack(imputed)).to(images.device, images.dtype)
+        if pixel_space:
+            x = model.normalize(x)
+        repeated = targets[start:stop].repeat_interleave(per_image).to(images.device)
+        p, seconds = timed(_forward, model, x, repeated, batch_size, device=images.device)
+        timings["forward"] = timings.get("forward", 0.0) + seconds
+        probs[start:stop] = p[0].view(-1, *shape).cpu()
+        correct[start:stop] = p[1].view(-1, *shape).cpu()
+    return probs, correct
+
+
+@torch.no_grad()
+def _forward(model, images: Tensor, targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """(target-class softmax probability [N], top-1 == target [N]) in chunks of ``batch_size``."""
+    probs, hits = [], []
+    for start in range(0, len(images), batch_size):
+        p = model.probabilities(images[start : start + batch_size])
+        t = targets[start : start + batch_size].view(-1, 1)
+        probs.append(p.gather(1, t)[:, 0])
+        hits.append(p.argmax(1) == t[:, 0])
+    return torch.cat(probs), torch.cat(hits)
+
+
+def target_probabilities(model, images: Tensor, targets: Tensor, batch_size: int) -> Tensor:
+    """Softmax probability of each image's target class, [B], in chunks of ``batch_size``."""
+    return _forward(model, images, targets.to(images.device), batch_size)[0]

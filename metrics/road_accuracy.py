@@ -1,0 +1,79 @@
+"""ROAD accuracy curves, the original paper's protocol (Rong, Leemann et al., "A Consistent and
+Efficient Evaluation Strategy for Attribution Methods", ICML 2022, arXiv 2202.00449).
+
+Definition (docs/METRICS.md). Pixels are ranked by the map (bilinearly resized to the image, stable
+seeded tie-break). For each fraction ``f`` in ``fractions`` (default 0.1, ..., 0.9) and each order,
+``floor(f*H*W)`` pixels are **removed** (MoRF: the most salient, LeRF: the least salient) and filled
+by ROAD's noisy linear imputation **in [0,1] pixel space** (the image is denormalised with the model's
+mean/std, imputed, and normalised again), then the image is classified. ``targets`` are the labels
+scored against: pass the ground-truth labels for the paper's accuracy (with predicted classes it
+measures agreement with the original prediction).
+
+Scores per image (the runner's image mean is the accuracy, in %):
+
+* ``morf@f`` / ``lerf@f``: 100 if the imputed image at fraction ``f`` is classified as the target,
+  else 0 (the accuracy curve, one column per fraction);
+* ``morf`` / ``lerf``: the mean of the curve over fractions (the area under the curve, in %).
+  MoRF: lower is better; LeRF: higher is better.
+
+Trap: in the original code's LeRF mode the percentage is the fraction **kept**, so its LeRF curve at
+``p`` is our ``lerf@(1-p)``; here ``f`` is the fraction removed in both orders. The means over the
+symmetric default fractions are the same. (Its demo notebook also averages the probability of class
+0, not the true class; this metric scores the target.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from metrics import Metric, register_metric
+from metrics._checks import check_inputs
+from metrics._road import ORDERS, road_outputs
+
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def score_names(fractions: tuple[float, ...]) -> dict[str, bool]:
+    """Every score name with its direction (MoRF: lower is better, LeRF: higher is better)."""
+    names = {"morf": False, "lerf": True}
+    for order in ORDERS:
+        names.update({f"{order}@{f:g}": order == "lerf" for f in fractions})
+    return names
+
+
+@register_metric("road_accuracy", tags=("faithfulness",))
+@dataclass
+class RoadAccuracy(Metric):
+    """ROAD accuracy curves (MoRF, LeRF) against the targets, imputation in [0,1] pixel space."""
+
+    version: ClassVar[str] = "1"
+    # For the default fractions; an instance lists the names of its own fractions.
+    higher_is_better: ClassVar[dict[str, bool]] = score_names(FRACTIONS)
+    needs_masks: ClassVar[bool] = False
+
+    fractions: tuple[float, ...] = FRACTIONS
+    noise: float = 0.01
+    seed: int = 0
+    batch_size: int = 64
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.fractions = tuple(float(f) for f in self.fractions)
+        self.higher_is_better = score_names(self.fractions)  # type: ignore[misc]
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, *, model, images, targets, saliency, masks=None):
+        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
+        _, correct = road_outputs(
+            model, images, targets, saliency, fractions=self.fractions, pixel_space=True,
+            noise=self.noise, seed=self.seed, batch_size=self.batch_size, workers=self.workers,
+            timings=self.timings,
+        )  # fmt: skip
+        hits = 100.0 * correct.float()  # [B, 2, F]
+        scores = {}
+        for o, order in enumerate(ORDERS):
+            scores[order] = hits[:, o].mean(dim=1)
+            for k, f in enumerate(self.fractions):
+                scores[f"{order}@{f:g}"] = hits[:, o, k]
+        return scores

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metrics._imputation import impute, impute_many
+
+
+def _reference(image, removed):
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    kept = torch.from_numpy((~removed).astype(np.float32))
+    out = NoisyLinearImputer(noise=0.0)(torch.from_numpy(image).float(), kept)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.95])
+def test_matches_reference_imputer(fraction):
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 17, 23))
+    removed = rng.random((17, 23)) < fraction
+    np.testing.assert_allclose(impute(image, removed), _reference(image, removed), atol=1e-6)
+
+
+def test_blob_matches_reference():
+    rng = np.random.default_rng(1)
+    image = rng.standard_normal((2, 30, 30))
+    removed = np.zeros((30, 30), bool)
+    removed[:20, 5:] = True  # touches the border
+    np.testing.assert_allclose(impute(image, removed), _reference(image, removed), atol=1e-5)
+
+
+def test_linear_ramp_is_reproduced_exactly():
+    ramp = np.fromfunction(lambda c, i, j: 0.3 * i - 0.2 * j + c, (3, 30, 30))
+    removed = np.zeros((30, 30), bool)
+    removed[5:25, 3:20] = True
+    removed[1:3, 1:29] = True
+    removed[10:28, 26:29] = True  # interior holes (at the border the mean is one-sided)
+    np.testing.assert_allclose(impute(ramp, removed), ramp, atol=1e-10)
+
+
+def test_all_removed_imputes_zero_and_kept_pixels_untouched():
+    image = np.random.default_rng(0).random((3, 8, 8))
+    np.testing.assert_array_equal(impute(image, np.ones((8, 8), bool)), 0.0)
+    removed = np.zeros((8, 8), bool)
+    removed[2:5, 2:5] = True
+    out = impute(image, removed, noise=0.5, seed=3)
+    np.testing.assert_array_equal(out[:, ~removed], image[:, ~removed])
+    noisy_again = impute(image, removed, noise=0.5, seed=3)
+    np.testing.assert_array_equal(out, noisy_again)  # seeded
+    clean = impute(image, removed)
+    spread = (out - clean)[:, removed]
+    assert 0.2 < spread.std() < 0.8  # noise on imputed pixels only, sigma 0.5
+
+
+def test_process_pool_gives_the_same_numbers():
+    rng = np.random.default_rng(0)
+    tasks = [
+        (rng.random((3, 12, 12)), rng.random((12, 12)) < 0.5, 0.01, [i, 0, 1]) for i in range(4)
+    ]
+    serial = impute_many(tasks, workers=0)
+    pooled = impute_many(tasks, workers=2)
+    for a, b in zip(serial, pooled, strict=True):
+        np.testing.assert_array_equal(a, b)
