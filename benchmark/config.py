@@ -11,6 +11,7 @@ A suite is a TOML file in ``benchmark/suites/`` (or any path)::
     [[grid]]                      # one block per dataset
     dataset = "synthetic"
     limit = 64                    # images (optional)
+    metric_params = { pointing_game = { tolerance = 4 } }   # per-dataset, over the suite's
     target = "predicted"          # or "label": which class each explanation is for
     models = [{ name = "cnn_gap", train = true },           # trained by the harness on this dataset
               { name = "resnet50", pretrained = true },      # timm / the project's loaders
@@ -53,6 +54,9 @@ class GridEntry:
     limit: int | None = None
     split: str = "test"
     target: str = "predicted"  # "predicted" (the model's top-1) or "label"
+    # per-dataset parameters, over the suite's (e.g. a pointing-game tolerance for 28 px images)
+    explainer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +83,12 @@ class Suite:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def params_for(self, entry: GridEntry, kind: str, name: str) -> dict[str, Any]:
+        """Parameters of explainer / metric ``name`` on ``entry``'s dataset: suite's, then entry's."""
+        suite_level = self.explainer_params if kind == "explainer" else self.metric_params
+        entry_level = entry.explainer_params if kind == "explainer" else entry.metric_params
+        return {**suite_level.get(name, {}), **entry_level.get(name, {})}
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -127,8 +137,11 @@ def _check_plugin_params(suite: Suite) -> None:
     import explainers
     import metrics
 
-    for registry, params in ((explainers.registry, suite.explainer_params),
-                             (metrics.registry, suite.metric_params)):  # fmt: skip
+    levels = [(suite.explainer_params, suite.metric_params)]
+    levels += [(entry.explainer_params, entry.metric_params) for entry in suite.grid]
+    for registry, params in [(explainers.registry, e) for e, _ in levels] + [
+        (metrics.registry, m) for _, m in levels
+    ]:
         for plugin, values in params.items():
             cls = registry.get(plugin)  # unknown name: KeyError with suggestions
             if dataclasses.is_dataclass(cls):

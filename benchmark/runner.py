@@ -139,15 +139,15 @@ class _Table:
     warm: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.explainers = {n: self._create(explainer_plugins, n, self.suite.explainer_params)
-                           for n in self.suite.explainer_names()}  # fmt: skip
-        names = self.suite.metric_names()
-        self.metrics = {n: self._create(metric_plugins, n, self.suite.metric_params) for n in names}
+        self.explainers = {
+            n: self._create(explainer_plugins, n) for n in self.suite.explainer_names()
+        }
+        self.metrics = {n: self._create(metric_plugins, n) for n in self.suite.metric_names()}
         self.metrics = {n: m for n, m in self.metrics.items()
                         if not (m.needs_masks and not self.dataset.has_masks)}  # fmt: skip
 
-    def _create(self, plugins, name: str, params: dict[str, dict]):
-        values = dict(params.get(name, {}))
+    def _create(self, plugins, name: str):
+        values = self.suite.params_for(self.entry, plugins.registry.kind, name)
         cls = plugins.registry.get(name)
         if "seed" in {f.name for f in dataclasses.fields(cls)}:
             values.setdefault("seed", self.suite.seed)

@@ -101,16 +101,29 @@ class ResultsStore:
             )
             return int(cursor.lastrowid)
 
-    def finish_run(self, run_id: int) -> None:
+    def finish_run(self, run_id: int, skipped: list[str] = ()) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE runs SET finished = ? WHERE run_id = ?", (_now(), run_id))
+            db.execute(
+                "UPDATE runs SET finished = ?, skipped = ? WHERE run_id = ?",
+                (_now(), json.dumps(list(skipped)), run_id),
+            )
 
     def runs(self, suite: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT run_id, started, finished, provenance FROM runs WHERE suite = ? ORDER BY run_id",
+            "SELECT run_id, started, finished, provenance, skipped FROM runs WHERE suite = ? "
+            "ORDER BY run_id",
             (suite,),
         ).fetchall()
-        return [{"run_id": r, "started": s, "finished": f, **json.loads(p)} for r, s, f, p in rows]
+        return [
+            {
+                "run_id": r,
+                "started": s,
+                "finished": f,
+                **json.loads(p),
+                "skipped": json.loads(k or "[]"),
+            }
+            for r, s, f, p, k in rows
+        ]
 
     def put_model(self, model_key: str, info: dict[str, Any]) -> None:
         with self.transaction() as db:
