@@ -148,7 +148,19 @@ def impute_many(
 
 @lru_cache(maxsize=1)
 def _pool(workers: int) -> Executor:
-    """One process pool per worker count, kept for the life of the process (start-up is costly)."""
+    """One process pool per worker count, kept for the life of the process (start-up is costly).
+
+    Workers are spawned, not forked: forking a process whose OpenMP threads (torch) have run can
+    deadlock the child.
+    """
     import multiprocessing
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def warm_pool(workers: int) -> None:
+    """Start the pool's processes now, in the background (metrics call it when created)."""
+    if workers > 1:
+        pool = _pool(workers)
+        for _ in range(workers):
+            pool.submit(_grid, 8, 8)

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
+from metrics._imputation import warm_pool
 from metrics._road import road_outputs, target_probabilities
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -53,6 +54,7 @@ class Road(Metric):
     def __post_init__(self) -> None:
         self.fractions = tuple(float(f) for f in self.fractions)
         self.timings: dict[str, float] = {}  # seconds spent imputing and in model forwards
+        warm_pool(self.workers)
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
         check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)

@@ -29,6 +29,7 @@ from typing import ClassVar
 
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
+from metrics._imputation import warm_pool
 from metrics._road import ORDERS, road_outputs
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -62,6 +63,7 @@ class RoadAccuracy(Metric):
         self.fractions = tuple(float(f) for f in self.fractions)
         self.higher_is_better = score_names(self.fractions)  # type: ignore[misc]
         self.timings: dict[str, float] = {}
+        warm_pool(self.workers)
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
         check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)

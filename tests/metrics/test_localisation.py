@@ -103,3 +103,28 @@ def test_maps_are_resized_to_the_mask_before_ranking():
     small = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
     assert _call("pointing_game", small, mask)["hit"].item() == 100.0
     assert _call("energy_pointing_game", small, mask)["energy"].item() > 50.0
+
+
+def test_real_coco_masks(data_dir):
+    """VOC masks through pycocotools: a map equal to the mask is perfect on every score."""
+    coco_module = pytest.importorskip("pycocotools.coco")
+    coco = coco_module.COCO(str(data_dir / "voc-masks" / "annotations.json"))
+    image_ids = sorted(coco.getImgIds())[:2]
+    masks = []
+    for image_id in image_ids:
+        union = np.zeros((coco.imgs[image_id]["height"], coco.imgs[image_id]["width"]), bool)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
+            union |= coco.annToMask(ann).astype(bool)
+        masks.append(torch.from_numpy(union))
+    size = min(m.shape for m in masks)
+    masks = torch.stack([m[: size[0], : size[1]] for m in masks])
+    assert masks.flatten(1).any(1).all()
+    perfect = masks.float()
+    scores = _call("miou", perfect, masks)
+    torch.testing.assert_close(scores["oracle"], torch.full((2,), 100.0))
+    torch.testing.assert_close(scores["otsu"], torch.full((2,), 100.0))
+    assert (_call("pointing_game", perfect, masks)["hit"] == 100.0).all()
+    torch.testing.assert_close(_call("energy_pointing_game", perfect, masks)["energy"],
+                               torch.full((2,), 100.0))  # fmt: skip
+    inverted = _call("energy_pointing_game", 1.0 - perfect, masks)["energy"]
+    assert (inverted == 0.0).all()
