@@ -248,11 +248,15 @@ class _Table:
             self.summary.cached += len(available) - len(todo)
             if not todo:
                 continue
-            saliency = torch.from_numpy(np.stack([maps[keys[i]][0] for i in todo])).to(
-                images.device
-            )
+            scored = targets[todo]
+            if metric.needs_labels:  # e.g. ROAD accuracy: scored against the ground truth
+                scored = batch.labels[todo].to(images.device)
+                if (scored < 0).any():  # a dataset without labels (imagenet50, voc-masks)
+                    continue
+            stacked = np.stack([maps[keys[i]][0] for i in todo])
+            saliency = torch.from_numpy(stacked).to(images.device)
             masks = batch.masks[todo].to(images.device) if batch.masks is not None else None
-            results = self._score(metric, images[todo], targets[todo], saliency, masks)
+            results = self._score(metric, images[todo], scored, saliency, masks)
             out = []
             for j, i in enumerate(todo):
                 values = results[j]

@@ -12,7 +12,8 @@ aggregates over images: the runner does (means, bootstrap CIs, paired tests). A 
 apply to one image (an empty mask) is NaN, and the runner counts it as skipped.
 
 Class attributes: ``higher_is_better`` maps every score name the metric returns to its direction;
-``needs_masks`` says whether it needs ground-truth masks; ``version`` changes whenever the numbers
+``needs_masks`` says whether it needs ground-truth masks; ``needs_labels`` whether ``targets`` must
+be the ground-truth labels rather than the explained classes; ``version`` changes whenever the numbers
 would. The exact definitions are in each module's docstring (and docs/METRICS.md).
 """
 
@@ -52,6 +53,9 @@ class Metric:
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     needs_masks: ClassVar[bool] = False
+    # True: ``targets`` must be the ground-truth labels (the runner passes them, and skips the
+    # metric on datasets without labels), e.g. accuracy curves.
+    needs_labels: ClassVar[bool] = False
 
     def __call__(
         self,

@@ -35,8 +35,8 @@ class PointingGame(Metric):
         maps, masks, nonempty = prepare(self.name, images, saliency, masks)
         height, width = masks.shape[-2:]
         points = maps.flatten(1).argmax(1)  # first maximum in row-major order
-        rows = torch.arange(height).view(1, -1, 1)
-        cols = torch.arange(width).view(1, 1, -1)
+        rows = torch.arange(height, device=masks.device).view(1, -1, 1)
+        cols = torch.arange(width, device=masks.device).view(1, 1, -1)
         pr, pc = (points // width).view(-1, 1, 1), (points % width).view(-1, 1, 1)
         disc = (rows - pr) ** 2 + (cols - pc) ** 2 < self.tolerance**2
         hits = (disc & masks).flatten(1).any(1)

@@ -6,8 +6,9 @@ seeded tie-break). For each fraction ``f`` in ``fractions`` (default 0.1, ..., 0
 ``floor(f*H*W)`` pixels are **removed** (MoRF: the most salient, LeRF: the least salient) and filled
 by ROAD's noisy linear imputation **in [0,1] pixel space** (the image is denormalised with the model's
 mean/std, imputed, and normalised again), then the image is classified. ``targets`` are the labels
-scored against: pass the ground-truth labels for the paper's accuracy (with predicted classes it
-measures agreement with the original prediction).
+scored against: the metric declares ``needs_labels``, so the runner passes the ground-truth labels
+(the paper's accuracy) and skips it on datasets without labels; called by hand with predicted classes
+it measures agreement with the original prediction.
 
 Scores per image (the runner's image mean is the accuracy, in %):
 
@@ -52,6 +53,7 @@ class RoadAccuracy(Metric):
     # For the default fractions; an instance lists the names of its own fractions.
     higher_is_better: ClassVar[dict[str, bool]] = score_names(FRACTIONS)
     needs_masks: ClassVar[bool] = False
+    needs_labels: ClassVar[bool] = True
 
     fractions: tuple[float, ...] = FRACTIONS
     noise: float = 0.01
