@@ -22,12 +22,10 @@ def to_pixels(model, images: Tensor) -> np.ndarray:
     return pixels.to("cpu", torch.float32).contiguous().numpy()
 
 
-def scorer(
-    model, target: int, output: str, scale: float = 1.0
-) -> Callable[[np.ndarray], np.ndarray]:
+def scorer(model, output: str, scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
     """A prediction function for perturbation libraries: ``[N,H,W,C]`` pixels (times ``scale``) ->
-    the target's score ``[N]`` (softmax probability or logit), one forward pass per call, without
-    gradients, on the model's device."""
+    scores ``[N,classes]`` (softmax probabilities or logits), float64; one forward pass per call,
+    without gradients, on the model's device."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     device = model.device
@@ -37,7 +35,7 @@ def scorer(
         batch = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device)
         logits = model(model.normalize(batch.permute(0, 3, 1, 2) / scale)).float()
         scores = F.softmax(logits, dim=1) if output == "probability" else logits
-        return scores[:, target].cpu().numpy().astype(np.float64)
+        return scores.cpu().numpy().astype(np.float64)
 
     return predict
 

@@ -74,18 +74,18 @@ class Lime(Explainer):
         pixels = to_pixels(model, images)
         if channels == 1:
             pixels = np.repeat(pixels, 3, axis=-1)
+        predict = scorer(model, self.output)
         maps = []
         for image, target, seed in zip(
             pixels, targets.tolist(), image_seeds(images, self.seed), strict=True
         ):
-            predict = scorer(model, target, self.output)
             lime = _batched_lime_explainer(
                 kernel_width=self.kernel_width, random_state=numpy_seed(seed)
             )
             explanation = lime.explain_instance(
                 image,
-                lambda batch, predict=predict: predict(batch[..., :channels])[:, None],
-                labels=(0,),
+                lambda batch: predict(batch[..., :channels]),
+                labels=(target,),
                 hide_color=self.hide_color,
                 top_labels=None,
                 num_features=10**9,  # keep every superpixel
@@ -96,7 +96,7 @@ class Lime(Explainer):
                 ),
             )
             weights = np.zeros(explanation.segments.max() + 1)
-            for segment, weight in explanation.local_exp[0]:
+            for segment, weight in explanation.local_exp[target]:
                 weights[segment] = weight
             maps.append(weights[explanation.segments])
         return torch.from_numpy(np.stack(maps).astype(np.float32)).to(images.device)

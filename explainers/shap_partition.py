@@ -52,14 +52,18 @@ class ShapPartition(Explainer):
         else:
             mask_value = self.masker
         masker = shap.maskers.Image(mask_value, pixels.shape[1:])
+        predict = scorer(model, self.output, scale=255.0)
+        explainer = shap.Explainer(predict, masker, algorithm="partition")
         maps = []
         for pixel_image, target in zip(pixels, targets.tolist(), strict=True):
-            predict = scorer(model, target, self.output, scale=255.0)
-            explainer = shap.Explainer(predict, masker, algorithm="partition")
             # The masker caches the blurred image under id(x): a new image can reuse a freed id.
             masker.last_xid = None
             explanation = explainer(
-                pixel_image[None], max_evals=self.max_evals, batch_size=self.batch_size, silent=True
+                pixel_image[None],
+                max_evals=self.max_evals,
+                batch_size=self.batch_size,
+                outputs=[target],
+                silent=True,
             )
             maps.append(np.asarray(explanation.values[0]).reshape(height, width, -1).sum(-1))
         return torch.from_numpy(np.stack(maps).astype(np.float32)).to(images.device)
