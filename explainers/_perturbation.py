@@ -22,13 +22,14 @@ def to_pixels(model, images: Tensor) -> np.ndarray:
     return pixels.to("cpu", torch.float32).contiguous().numpy()
 
 
-def scorer(model, output: str, scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+def scorer(
+    model, output: str, device: torch.device, scale: float = 1.0
+) -> Callable[[np.ndarray], np.ndarray]:
     """A prediction function for perturbation libraries: ``[N,H,W,C]`` pixels (times ``scale``) ->
     scores ``[N,classes]`` (softmax probabilities or logits), float64; one forward pass per call,
-    without gradients, on the model's device."""
+    without gradients, on ``device`` (the images', where the model is)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    device = model.device
 
     @torch.no_grad()
     def predict(pixels: np.ndarray) -> np.ndarray:

@@ -74,7 +74,7 @@ class Lime(Explainer):
         pixels = to_pixels(model, images)
         if channels == 1:
             pixels = np.repeat(pixels, 3, axis=-1)
-        predict = scorer(model, self.output)
+        predict = scorer(model, self.output, images.device)
         maps = []
         for image, target, seed in zip(
             pixels, targets.tolist(), image_seeds(images, self.seed), strict=True

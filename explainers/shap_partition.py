@@ -52,7 +52,7 @@ class ShapPartition(Explainer):
         else:
             mask_value = self.masker
         masker = shap.maskers.Image(mask_value, pixels.shape[1:])
-        predict = scorer(model, self.output, scale=255.0)
+        predict = scorer(model, self.output, images.device, scale=255.0)
         explainer = shap.Explainer(predict, masker, algorithm="partition")
         maps = []
         for pixel_image, target in zip(pixels, targets.tolist(), strict=True):
