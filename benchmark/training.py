@@ -108,8 +108,8 @@ def trained_model(
 
     start = time.perf_counter()
     mean, std = _channel_stats(train[0])
-    model = _build(model_name, arch, mean, std)
     with _deterministic(seed):
+        model = _build(model_name, arch, mean, std)  # the initial weights come from the seed too
         if base is None:
             _fit(model, train, recipe, seed, progress, f"{model_name} on {dataset_name}")
         else:
