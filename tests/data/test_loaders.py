@@ -1,5 +1,4 @@
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,7 @@ def test_cards_are_data_only_and_complete():
             "pneumonia", "voc2012-val"} <= set(names)  # fmt: skip
     assert set(list_datasets("voc*")) == {"voc-masks", "voc2012-val"}
     for name in names:
-        with open(REPO / "datasets" / f"{name}.toml", "rb") as f:
-            card = tomllib.load(f)
+        card = read_card(name)
         assert {"name", "format", "licence", "description", "masks"} <= card.keys(), name
         for entry in card.get("files", []):
             assert {"role", "path"} <= entry.keys()
@@ -85,7 +83,9 @@ def test_voc_masks_equal_pycocotools_union(data_dir):
     by_name = {im["file_name"]: im for im in coco.dataset["images"]}
     seen = 0
     for batch in ds.batches(4):  # native sizes: a batch also ends where the size changes
-        for id_, pixels, mask, label in zip(batch.ids, batch.pixels, batch.masks, batch.labels):
+        for id_, pixels, mask, label in zip(
+            batch.ids, batch.pixels, batch.masks, batch.labels, strict=True
+        ):
             image = by_name[id_]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
             union = np.zeros((image["height"], image["width"]), bool)
@@ -166,7 +166,9 @@ def test_resize_channels_limit_and_sample():
     )  # the same (antialiased) bilinear filter as PIL
     rgb = next(load_dataset("pneumonia", channels=3, limit=2).batches(2)) if _has_data() else None
     if rgb is not None:
-        assert rgb.pixels.shape == (2, 3, 28, 28) and torch.equal(rgb.pixels[:, 0], rgb.pixels[:, 2])
+        assert rgb.pixels.shape == (2, 3, 28, 28) and torch.equal(
+            rgb.pixels[:, 0], rgb.pixels[:, 2]
+        )
     s1, s2 = ds.sample(5, seed=1), ds.sample(5, seed=1)
     assert s1.shape == (5, 1, 32, 32) and torch.equal(s1, s2)
     assert not torch.equal(s1, ds.sample(5, seed=2))
