@@ -47,8 +47,14 @@ def test_train_once_then_load_from_the_cache(cache):
 
 def test_training_is_reproducible(tmp_path):
     runs = [
-        trained_model("cnn_shallow", "synthetic", epochs=1, limit=96, cache_dir=tmp_path / str(i),
-                      progress=False)  # fmt: skip
+        trained_model(
+            "cnn_shallow",
+            "synthetic",
+            epochs=1,
+            limit=96,
+            cache_dir=tmp_path / str(i),
+            progress=False,
+        )  # fmt: skip
         for i in range(2)
     ]
     assert _same_weights(*runs) and runs[0].info["sha256"] == runs[1].info["sha256"]
@@ -64,7 +70,9 @@ def test_cnn_svm_is_a_hinge_loss_linear_head_on_cnn_gap_features(cache):
     for name, value in gap.net.features.named_parameters():  # frozen features
         assert torch.equal(value, features_svm[name])
     head = svm.linear_head()
-    assert isinstance(head, torch.nn.Linear) and not torch.equal(head.weight, gap.linear_head().weight)
+    assert isinstance(head, torch.nn.Linear) and not torch.equal(
+        head.weight, gap.linear_head().weight
+    )
     images = svm.normalize(torch.rand(2, 3, 64, 64))
     maps = create_explainer("cam").explain(svm, images, torch.tensor([0, 2]))
     assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()

@@ -87,8 +87,13 @@ def load_dataset(
             )
         annotations_path = _find_annotations(data_dir, annotations)
         image_dir = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
-        return _loaders.load_coco(card | {"folder": str(data_dir)}, split, annotations_path,
-                                  image_dir, limit, **kw)  # fmt: skip
+
+        def resolve(file_name: str) -> Path:  # file names may carry their folder (labelme, CVAT)
+            direct = annotations_path.parent / file_name
+            return direct if direct.is_file() else image_dir / file_name
+
+        card = card | {"folder": str(data_dir)}
+        return _loaders.load_coco(card, split, annotations_path, image_dir, limit, resolve, **kw)
     if fmt == "voc":
         return _loaders.load_voc(card, split, data_dir, limit, **kw)
     raise ValueError(f"dataset card {name!r} has unknown format {fmt!r}")

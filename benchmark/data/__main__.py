@@ -20,14 +20,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.action == "list":
                 print(f"{name:<14} {card.get('description', '')}")
-            elif card.get("format") == "voc" and args.action == "fetch":
-                from ._loaders import fetch_voc
+            elif card.get("format") == "voc":
+                from ._loaders import fetch_voc, voc_root
 
-                print(f"{name}: extracted to {fetch_voc(card)}")
+                if args.action == "fetch":
+                    print(f"{name}: extracted to {fetch_voc(card)}")
+                else:
+                    print(f"{name}: found at {voc_root(card, None)}")
             elif card.get("files"):
-                for role in dict.fromkeys(f["role"] for f in card["files"]):
-                    path, _ = locate(card, role, fetch=args.action == "fetch")
-                print(f"{name}: ok ({len(card['files'])} files checked)")
+                roles = list(dict.fromkeys(f["role"] for f in card["files"]))
+                for role in roles:
+                    locate(card, role, fetch=args.action == "fetch")
+                print(f"{name}: ok ({len(roles)} files present and verified)")
             else:
                 print(f"{name}: {len(load_dataset(name))} test images (nothing to download)")
         except DataError as e:

@@ -202,7 +202,9 @@ class Dataset:
 
     def _collate(self, ids: list[str], items: list[Item]) -> Batch:
         if self.image_size is None:
-            pixels = torch.stack([convert_channels(it.pixels[None], self.channels)[0] for it in items])
+            pixels = torch.stack(
+                [convert_channels(it.pixels[None], self.channels)[0] for it in items]
+            )
             masks = torch.stack([it.mask for it in items]) if self.has_masks else None
         else:
             resized = [

@@ -18,7 +18,6 @@ import hashlib
 import os
 import shutil
 import sys
-import tomllib
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,11 @@ from benchmark.files import atomic_write
 from benchmark.registry import match_patterns
 
 from ._base import DataChecksumError, DataError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 DATA_ENV, CACHE_ENV = "BENCHMARK_DATA_DIR", "BENCHMARK_CACHE_DIR"
@@ -113,7 +117,9 @@ def _verify_once(path: Path, entry: dict[str, Any], advice: str) -> None:
         _verified[key] = True
 
 
-def download(url: str, dest: Path, entry: dict[str, Any] | None = None, quiet: bool = False) -> Path:
+def download(
+    url: str, dest: Path, entry: dict[str, Any] | None = None, quiet: bool = False
+) -> Path:
     """Fetch ``url`` into ``dest`` atomically, then verify it against ``entry``'s checksums."""
     entry = entry or {}
     if not quiet:

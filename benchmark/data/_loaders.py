@@ -89,7 +89,9 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.array(im.convert("RGB"))  # a writable copy
     except FileNotFoundError as e:
-        raise DataError(f"image {path} not found; restore the file or fetch the dataset again") from e
+        raise DataError(
+            f"image {path} not found; restore the file or fetch the dataset again"
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(
             f"image {path} is corrupt or not an image ({type(e).__name__}: {e}); replace it with "
@@ -127,7 +129,9 @@ def load_imagenet50(card: dict[str, Any], split: str, data_dir, limit, **kw) -> 
     entries = take([f for f in card["files"] if f["role"].startswith("image:")], limit)
     ids = [e["role"][len("image:") :] for e in entries]  # SHAP's order, as the card lists them
     labels = [-1] * len(ids)  # 43 of the 50 synsets are not ImageNet-1k classes: no labels
-    card = card | {"imagenet_index": {i: int(e["imagenet_index"]) for i, e in zip(ids, entries)}}
+    card = card | {
+        "imagenet_index": {i: int(e["imagenet_index"]) for i, e in zip(ids, entries, strict=True)}
+    }
     return FileDataset(card["name"], split, ids, lambda i: locate(card, f"image:{ids[i]}", data_dir)[0],
                        labels, [], card=card, **kw)  # fmt: skip
 

@@ -108,7 +108,9 @@ def test_download_verifies_and_leaves_nothing_on_mismatch(tmp_path, monkeypatch)
     dest = download(source.as_uri(), tmp_path / "cache" / "file.bin", good, quiet=True)
     assert dest.read_bytes() == b"payload"
     with pytest.raises(DataChecksumError, match="not the expected file"):
-        download(source.as_uri(), tmp_path / "cache" / "other.bin", {"sha256": "0" * 64}, quiet=True)
+        download(
+            source.as_uri(), tmp_path / "cache" / "other.bin", {"sha256": "0" * 64}, quiet=True
+        )
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["file.bin"]
     with pytest.raises(DataError, match="could not download"):
         download((tmp_path / "absent").as_uri(), tmp_path / "cache" / "x.bin", quiet=True)
