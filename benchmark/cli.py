@@ -17,12 +17,13 @@ from benchmark.training import add_train_arguments, cmd_train
 
 def _print_entries(registry: Registry, pattern: str) -> None:
     entries: list[Entry] = [registry.entry(n) for n in registry.list(pattern)]
+    tags = {e.name: f"[{', '.join(e.tags)}]" if e.tags else "" for e in entries}
     width = max((len(e.name) for e in entries), default=0)
+    tag_width = max((len(t) for t in tags.values()), default=0)
     for e in entries:
-        tags = f"[{', '.join(e.tags)}]" if e.tags else ""
         missing = e.missing_requirements()
         note = f"  (needs: pip install {' '.join(missing)})" if missing else ""
-        print(f"{e.name:<{width}}  {tags:<28} {e.description}{note}")
+        print(f"{e.name:<{width}}  {tags[e.name]:<{tag_width}}  {e.description}{note}")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
