@@ -1,7 +1,9 @@
 """Acceptance on real photos: efficientnet_lite0 on the hand-masked VOC photos, energy pointing game.
 
-Slow (about 15-20 minutes on 2 CPU cores, dominated by lite0's forward passes): run with
-``pytest -m slow tests/explainers/test_perturbation_voc.py -s`` to see the table.
+Slow (27 minutes on 2 shared CPU cores, dominated by lite0's forward and backward passes): run
+with ``pytest -m slow tests/explainers/test_perturbation_voc.py -s`` to see the table. Measured
+(mean energy pointing game, N=18, budgets below): shap_gradient 0.409, shap_partition 0.443,
+lime 0.447, silhouette 0.366, random 0.266.
 """
 
 from __future__ import annotations
