@@ -240,7 +240,7 @@ def _model_info(store: ResultsStore, dataset: str, model: str) -> str:
                else "pretrained" if spec.get("pretrained") else "given weights" if spec.get("weights")
                else "random weights")  # fmt: skip
         text = f"model `{model}`: {how}"
-        for key, label in (("test_accuracy", "test accuracy"), ("roc_auc", "ROC AUC")):
+        for key, label in (("test_accuracy", "test accuracy"), ("test_roc_auc", "ROC AUC")):
             if isinstance(info.get(key), (int, float)):
                 value = info[key] * 100 if info[key] <= 1 else info[key]
                 text += (

@@ -163,7 +163,10 @@ class Classifier:
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        tensor = next(self.net.parameters(), None)
+        if tensor is None:
+            tensor = next(self.net.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
 
     @property
     def num_classes(self) -> int:

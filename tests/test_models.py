@@ -54,7 +54,11 @@ def test_seed_backbones_build_with_random_weights_and_explain(name):
 
 
 def test_pretrained_timm_weights_offline_fail_with_advice(monkeypatch):
+    import huggingface_hub.constants
+
+    # what a machine without internet sees, without waiting for network time-outs
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError, match="weights=PATH"):
         load_model("test_resnet", pretrained=True)
 

@@ -81,8 +81,19 @@ def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_
 
 def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, data_dir):
     suite_file = tmp_path / "resume.toml"
-    suite_file.write_text(TINY_SUITE.replace("limit = 8", "limit = 48").replace("batch_size = 4", "batch_size = 2"))
-    args = ["run", "--suite", str(suite_file), "--quiet", "--device", "cpu", "--leaderboard-dir", str(tmp_path)]
+    suite_file.write_text(
+        TINY_SUITE.replace("limit = 8", "limit = 48").replace("batch_size = 4", "batch_size = 2")
+    )
+    args = [
+        "run",
+        "--suite",
+        str(suite_file),
+        "--quiet",
+        "--device",
+        "cpu",
+        "--leaderboard-dir",
+        str(tmp_path),
+    ]
 
     reference = tmp_path / "reference.sqlite"
     assert _cli(*args, "--store", str(reference), cwd=tmp_path).returncode == 0
@@ -151,7 +162,11 @@ def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_pa
     assert any("NaN" in m for m in messages)
     assert len(summary.failures) == 2
     assert "## Failures" in board and "boom on purpose" in board
-    explained = {img for _, _, e, m, _, img, _ in store.scores("failing") if e == "failing_test" and m == "runtime"}
+    explained = {
+        img
+        for _, _, e, m, _, img, _ in store.scores("failing")
+        if e == "failing_test" and m == "runtime"
+    }
     assert len(explained) == 6, "the six other images were explained and scored"
 
 
@@ -169,15 +184,28 @@ def test_grad_cam_localises_on_synthetic_better_than_the_baselines(tmp_path, dat
         if value is not None:
             means.setdefault((explainer, f"{metric}/{score}"), []).append(value)
     for column in ["pointing_game/hit", "miou/oracle"]:
-        mean = {e: sum(means[(e, column)]) / len(means[(e, column)]) for e in ["grad_cam", "random", "center"]}
-        assert mean["grad_cam"] > mean["random"] and mean["grad_cam"] > mean["center"], (column, mean)
+        mean = {
+            e: sum(means[(e, column)]) / len(means[(e, column)])
+            for e in ["grad_cam", "random", "center"]
+        }
+        assert mean["grad_cam"] > mean["random"] and mean["grad_cam"] > mean["center"], (
+            column,
+            mean,
+        )
 
 
 def test_suites_reject_unknown_keys_and_narrow_with_wildcards(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         parse_suite("x", {"grid": [], "explainer": ["typo"]})
     with pytest.raises(ValueError, match="unknown key"):
-        parse_suite("x", {"grid": [{"dataset": "synthetic", "models": [{"name": "cnn_gap", "pretraind": True}]}]})
+        parse_suite(
+            "x",
+            {
+                "grid": [
+                    {"dataset": "synthetic", "models": [{"name": "cnn_gap", "pretraind": True}]}
+                ]
+            },
+        )
     with pytest.raises(ValueError, match="grad_cam"):
         parse_suite("x", {"grid": [], "explainer_params": {"grad_cam": {"nsamples": 3}}})
     from benchmark.config import list_suites, narrow
@@ -203,7 +231,9 @@ def test_concurrent_writers_do_not_corrupt_the_store(tmp_path):
         "    s.put_scores([(f'{w}-{i}', c, {'v': float(i)})], run_id=0)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(w)], env=env) for w in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), str(w)], env=env) for w in range(3)
+    ]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     rows = ResultsStore(path).scores("t")
     assert len(rows) == 600 and torch.tensor([r[-1] for r in rows]).sum() == 3 * sum(range(200))
