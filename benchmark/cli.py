@@ -72,6 +72,9 @@ def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
         help="local data folder (default: $BENCHMARK_DATA_DIR, else download)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--datasets", help="comma-separated wildcards selecting datasets of the suite")
+    p.add_argument("--models", help="comma-separated wildcards selecting models, e.g. 'cnn_*'")
+    p.add_argument("--explainers", help="comma-separated wildcards, e.g. 'grad*,lime'")
 
 
 def _suite(args: argparse.Namespace):
@@ -113,9 +116,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def add_run(p: argparse.ArgumentParser) -> None:
     _add_suite_arguments(p)
-    p.add_argument("--datasets", help="comma-separated wildcards selecting datasets of the suite")
-    p.add_argument("--models", help="comma-separated wildcards selecting models, e.g. 'cnn_*'")
-    p.add_argument("--explainers", help="comma-separated wildcards, e.g. 'grad*,lime'")
     p.add_argument("--metrics", help="comma-separated wildcards, e.g. 'road,miou'")
     p.add_argument("--limit", type=int, help="at most N images per dataset")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the suite's)")
@@ -156,9 +156,6 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 def add_gallery(p: argparse.ArgumentParser) -> None:
     _add_suite_arguments(p)
-    p.add_argument("--datasets", help="comma-separated wildcards selecting datasets of the suite")
-    p.add_argument("--models", help="comma-separated wildcards selecting models")
-    p.add_argument("--explainers", help="comma-separated wildcards selecting explainers")
     p.add_argument("--images", type=int, default=6, help="images per grid (default 6)")
     p.add_argument("--out", default="gallery", help="output folder (default gallery/)")
 
