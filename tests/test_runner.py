@@ -237,3 +237,17 @@ def test_concurrent_writers_do_not_corrupt_the_store(tmp_path):
     assert all(p.wait(timeout=120) == 0 for p in procs)
     rows = ResultsStore(path).scores("t")
     assert len(rows) == 600 and torch.tensor([r[-1] for r in rows]).sum() == 3 * sum(range(200))
+
+
+def test_gallery_writes_a_png_grid_per_model_and_an_html_index(tiny_suite, tmp_path):
+    from PIL import Image
+
+    result = _cli("gallery", "--suite", str(tiny_suite), "--store", str(tmp_path / "g.sqlite"),
+                  "--out", str(tmp_path / "gallery"), "--images", "3", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "gallery" / "tiny"
+    png = folder / "synthetic__cnn_gap.png"
+    width, height = Image.open(png).size
+    assert width > height > 100, "one row per image, one column per explainer plus image and mask"
+    index = (folder / "index.html").read_text()
+    assert 'src="synthetic__cnn_gap.png"' in index
