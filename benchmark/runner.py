@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 import explainers as explainer_plugins
 import metrics as metric_plugins
 from benchmark.config import GridEntry, ModelSpec, Suite
-from benchmark.models import Classifier, load_model
+from benchmark.models import Classifier, FeatureLayerError, load_model
 from benchmark.provenance import provenance
 from benchmark.store import Cell, ResultsStore, key_of
 from benchmark.timing import timed
@@ -139,6 +139,12 @@ class _Table:
     warm: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        # Ground-truth labels mean something to the model only in its own class space: a model
+        # trained on this dataset (voc-masks' VOC classes are not ImageNet's).
+        self.labels_fit_model = any(
+            m.train and m.name == self.model_name for m in self.entry.models
+        )
+        self.not_applicable: set[str] = set()
         self.explainers = {
             n: self._create(explainer_plugins, n) for n in self.suite.explainer_names()
         }
@@ -208,11 +214,18 @@ class _Table:
             self.warm.add(name)
             with contextlib.suppress(Exception):  # a failure shows up, per image, just below
                 explainer.explain(self.model, sub_images[:1], sub_targets[:1])
+        if name in self.not_applicable:
+            return cached
         try:
             maps, seconds = timed(
                 explainer.explain, self.model, sub_images, sub_targets, device=images.device
             )
             results = [(i, maps[j], seconds / len(missing)) for j, i in enumerate(missing)]
+        except FeatureLayerError as e:  # e.g. CAM on a head that is not GAP + linear
+            self.not_applicable.add(name)
+            where = f"{self.entry.dataset} / {self.model_name}"
+            self.summary.skipped.append(f"{where}: {name} does not apply: {e}")
+            return cached
         except Exception:  # find the image(s) it fails on; the others still get their maps
             results = []
             for i in missing:
@@ -250,8 +263,10 @@ class _Table:
                 continue
             scored = targets[todo]
             if metric.needs_labels:  # e.g. ROAD accuracy: scored against the ground truth
+                if not self.labels_fit_model:
+                    continue
                 scored = batch.labels[todo].to(images.device)
-                if (scored < 0).any():  # a dataset without labels (imagenet50, voc-masks)
+                if (scored < 0).any():  # a dataset without labels (imagenet50)
                     continue
             stacked = np.stack([maps[keys[i]][0] for i in todo])
             saliency = torch.from_numpy(stacked).to(images.device)
