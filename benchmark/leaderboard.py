@@ -19,9 +19,8 @@ import numpy as np
 
 import metrics as metric_plugins
 from benchmark.registry import natural_key
-from benchmark.store import ResultsStore
+from benchmark.store import RUNTIME, ResultsStore
 
-RUNTIME = "runtime"
 BOOTSTRAP_RESAMPLES = 1000
 ALPHA = 0.05
 # The seed study's published layouts: (column heading, metric, score, higher is better).

@@ -26,10 +26,8 @@ import metrics as metric_plugins
 from benchmark.config import GridEntry, ModelSpec, Suite
 from benchmark.models import Classifier, FeatureLayerError, load_model
 from benchmark.provenance import provenance
-from benchmark.store import Cell, ResultsStore, key_of
+from benchmark.store import RUNTIME, Cell, ResultsStore, key_of
 from benchmark.timing import timed
-
-RUNTIME = "runtime"  # pseudo-metric: explain() seconds per image, stored beside the scores
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+RUNTIME = "runtime"  # pseudo-metric: explain() seconds per image, stored beside the scores
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,20 +142,22 @@ class ResultsStore:
 
     # -- saliency cache -----------------------------------------------------------------------
 
-    def get_maps(self, keys: Iterable[str]) -> dict[str, tuple[np.ndarray, float]]:
-        """key -> (map [H,W] float32, explain seconds per image) for the cached keys."""
-        keys = list(keys)
-        found: dict[str, tuple[np.ndarray, float]] = {}
+    def _rows_in(self, sql: str, keys: Iterable[str], *params: Any) -> list[tuple]:
+        """Rows of ``sql`` (which ends in ``IN ({})``) for ``keys``, in chunks under SQLite's limit."""
+        keys, rows = list(keys), []
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            rows = self.db.execute(
-                "SELECT key, map, height, width, seconds FROM saliency "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
+            rows += self.db.execute(
+                sql.format(",".join("?" * len(chunk))), [*params, *chunk]
             ).fetchall()
-            for key, blob, h, w, seconds in rows:
-                found[key] = (np.frombuffer(blob, np.float32).reshape(h, w), seconds)
-        return found
+        return rows
+
+    def get_maps(self, keys: Iterable[str]) -> dict[str, tuple[np.ndarray, float]]:
+        """key -> (map [H,W] float32, explain seconds per image) for the cached keys."""
+        rows = self._rows_in(
+            "SELECT key, map, height, width, seconds FROM saliency WHERE key IN ({})", keys
+        )
+        return {k: (np.frombuffer(b, np.float32).reshape(h, w), s) for k, b, h, w, s in rows}
 
     def put_maps(self, rows: list[tuple[str, np.ndarray, float]], run_id: int) -> None:
         """rows of (key, map [H,W] float32, explain seconds per image)."""
@@ -169,18 +173,8 @@ class ResultsStore:
     # -- scores and failures --------------------------------------------------------------------
 
     def done_cells(self, suite: str, cells: Iterable[str]) -> set[str]:
-        cells = list(cells)
-        done: set[str] = set()
-        for start in range(0, len(cells), 500):
-            chunk = cells[start : start + 500]
-            done |= {
-                row[0]
-                for row in self.db.execute(
-                    f"SELECT DISTINCT cell FROM scores WHERE suite = ? AND cell IN ({','.join('?' * len(chunk))})",
-                    [suite, *chunk],
-                )
-            }
-        return done
+        sql = "SELECT DISTINCT cell FROM scores WHERE suite = ? AND cell IN ({})"
+        return {row[0] for row in self._rows_in(sql, cells, suite)}
 
     def put_scores(
         self, rows: list[tuple[str, Cell, dict[str, float | None]]], run_id: int
