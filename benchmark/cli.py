@@ -7,6 +7,7 @@ Each subcommand is one function taking the parsed arguments; ``COMMANDS`` maps n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,8 @@ def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="local data folder (default: $BENCHMARK_DATA_DIR, else download)",
+        help="local data folder holding one folder per dataset (sets $BENCHMARK_DATA_DIR; "
+        "default: that variable, else download)",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--datasets", help="comma-separated wildcards selecting datasets of the suite")
@@ -78,7 +80,13 @@ def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _suite(args: argparse.Namespace):
+    """The suite the arguments name, narrowed; ``--data-dir`` is applied to the environment here, so
+    every dataset, training and worker process of the command finds the data the same way."""
     from benchmark import config
+    from benchmark.data._files import DATA_ENV
+
+    if getattr(args, "data_dir", None):
+        os.environ[DATA_ENV] = str(Path(args.data_dir).expanduser().resolve())
 
     suite = config.load_suite(args.suite)
     return config.narrow(suite, datasets=getattr(args, "datasets", None), models=getattr(args, "models", None),
@@ -97,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite.batch_size = args.batch_size
     store = ResultsStore(args.store)
     summary = run_suite(
-        suite, store, device=args.device, data_dir=args.data_dir, progress=not args.quiet
+        suite, store, device=args.device, progress=not args.quiet
     )
     path = leaderboard.write(store, suite.name, args.leaderboard_dir)
     print(f"\n{suite.name}: {summary.explained} maps and {summary.evaluated} scores computed, "
@@ -150,7 +158,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
     suite = _suite(args)
     print(write_gallery(suite, ResultsStore(args.store), args.out, images=args.images,
-                        device=args.device, data_dir=args.data_dir))  # fmt: skip
+                        device=args.device))  # fmt: skip
     return 0
 
 

@@ -23,7 +23,6 @@ def write_gallery(
     *,
     images: int = 6,
     device: str = "auto",
-    data_dir: str | None = None,
 ) -> Path:
     import matplotlib
 
@@ -37,9 +36,9 @@ def write_gallery(
     figures: list[tuple[str, str]] = []
     for entry in suite.grid:
         for spec in entry.models:
-            model = build_model(spec, entry.dataset, suite.seed, data_dir).to(dev)
+            model = build_model(spec, entry.dataset, suite.seed).to(dev)
             channels, height, width = model.input_size
-            dataset = load_dataset(entry.dataset, split=entry.split, limit=images, data_dir=data_dir,
+            dataset = load_dataset(entry.dataset, split=entry.split, limit=images,
                                    image_size=(height, width), channels=channels, seed=suite.seed)  # fmt: skip
             model_key = model_identity(spec, model, suite.seed)
             table = _Table(suite, entry, spec.name, model, model_key, dataset, store, summary)

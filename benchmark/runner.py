@@ -54,7 +54,6 @@ def run_suite(
     store: ResultsStore,
     *,
     device: str = "auto",
-    data_dir: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> RunSummary:
@@ -65,17 +64,17 @@ def run_suite(
     summary.run_id = store.start_run(suite.name, provenance(suite.to_dict(), dev, suite.seed))
     for entry in suite.grid:
         for spec in entry.models:
-            _run_model(suite, entry, spec, store, dev, data_dir, summary, progress, log)
+            _run_model(suite, entry, spec, store, dev, summary, progress, log)
     store.finish_run(summary.run_id, summary.skipped)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def build_model(spec: ModelSpec, dataset: str, seed: int, data_dir: str | None) -> Classifier:
+def build_model(spec: ModelSpec, dataset: str, seed: int) -> Classifier:
     if spec.train:
         from benchmark.training import trained_model
 
-        return trained_model(spec.name, dataset, seed=seed, data_dir=data_dir)
+        return trained_model(spec.name, dataset, seed=seed)
     torch.manual_seed(seed)  # random-init models (no weights) are reproducible
     return load_model(
         spec.name, pretrained=spec.pretrained, weights=spec.weights, sha256=spec.sha256
@@ -89,20 +88,20 @@ def model_identity(spec: ModelSpec, model: Classifier, seed: int) -> str:
 
 
 def _run_model(
-    suite, entry: GridEntry, spec: ModelSpec, store, dev, data_dir, summary, progress, log
+    suite, entry: GridEntry, spec: ModelSpec, store, dev, summary, progress, log
 ):
     from benchmark.data import load_dataset
 
     where = f"{entry.dataset} / {spec.name}"
     try:
-        model = build_model(spec, entry.dataset, suite.seed, data_dir).to(dev)
+        model = build_model(spec, entry.dataset, suite.seed).to(dev)
     except Exception as e:  # a missing weight file, no internet for pretrained weights, ...
         summary.skipped.append(f"{where}: model not available: {e}")
         log(f"skipped {where}: {e}")
         return
     channels, height, width = model.input_size or (None, None, None)
     try:
-        dataset = load_dataset(entry.dataset, split=entry.split, limit=entry.limit, data_dir=data_dir,
+        dataset = load_dataset(entry.dataset, split=entry.split, limit=entry.limit,
                                image_size=(height, width) if height else None, channels=channels,
                                seed=suite.seed)  # fmt: skip
     except Exception as e:

@@ -31,15 +31,18 @@ NEIGHBOURS = (
 
 @lru_cache(maxsize=8)
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(neighbour flat index [8, n] with -1 outside, weights [8], nested-dissection order [n])."""
-    rows, cols = np.divmod(np.arange(height * width), width)
-    neighbours = np.full((len(NEIGHBOURS), height * width), -1, dtype=np.int64)
-    for k, (dr, dc, _) in enumerate(NEIGHBOURS):
+    """(neighbour flat index [8, n], ``n`` outside the image; weight sum of in-image neighbours [n];
+    nested-dissection order [n])."""
+    n = height * width
+    rows, cols = np.divmod(np.arange(n), width)
+    neighbours = np.full((len(NEIGHBOURS), n), n, dtype=np.int64)
+    weight_sum = np.zeros(n)
+    for k, (dr, dc, w) in enumerate(NEIGHBOURS):
         r, c = rows + dr, cols + dc
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
         neighbours[k, inside] = r[inside] * width + c[inside]
-    weights = np.array([w for _, _, w in NEIGHBOURS])
-    return neighbours, weights, _nested_dissection(height, width)
+        weight_sum += w * inside
+    return neighbours, weight_sum, _nested_dissection(height, width)
 
 
 def _nested_dissection(height: int, width: int, leaf: int = 6) -> np.ndarray:
@@ -81,24 +84,26 @@ def linear_system(
     sum of i's in-image neighbours, i.e. x_i is the weighted mean of its neighbours.
     """
     channels, height, width = image.shape
-    neighbours, weights, order = _grid(height, width)
+    neighbours, weight_sum, order = _grid(height, width)
     flat_removed = removed.reshape(-1)
     unknowns = order[flat_removed[order]]  # unknowns in nested-dissection order
     m = len(unknowns)
-    variable = np.full(height * width, -1, dtype=np.int64)
+    # b: minus the weighted sum of each pixel's kept neighbours, for all pixels by shifted slices.
+    kept = np.pad(image * ~removed, ((0, 0), (1, 1), (1, 1)))
+    total = np.zeros_like(image)
+    for dr, dc, w in NEIGHBOURS:
+        total += w * kept[:, 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
+    b = -total.reshape(channels, -1)[:, unknowns].T
+    # A, row by row as [m, 9] (diagonal + 8 neighbours; -1 = no entry); variable[n] = -1 stands for
+    # "outside the image". A is symmetric, so its CSR arrays are its CSC arrays.
+    variable = np.full(height * width + 1, -1, dtype=np.int64)
     variable[unknowns] = np.arange(m)
-    values = image.reshape(channels, -1)
-
-    nbr = neighbours[:, unknowns]  # [8, m]
-    inside = nbr >= 0
-    nbr_removed = inside & flat_removed[np.where(inside, nbr, 0)]
-    nbr_kept = inside & ~nbr_removed
-    w = weights[:, None]
-    gathered = values[:, np.where(nbr_kept, nbr, 0)]  # [C, 8, m]
-    b = -(np.where(nbr_kept, w, 0.0)[None] * gathered).sum(1).T
-    # Rows as [m, 9] (diagonal + 8 neighbours); A is symmetric, so its CSR arrays are its CSC arrays.
-    cols = np.concatenate([np.arange(m)[None], np.where(nbr_removed, variable[nbr], -1)]).T
-    vals = np.concatenate([-(inside * w).sum(0)[None], np.broadcast_to(w, (8, m))]).T
+    cols = np.empty((m, 1 + len(NEIGHBOURS)), dtype=np.int64)
+    cols[:, 0] = np.arange(m)
+    cols[:, 1:] = variable[neighbours[:, unknowns]].T
+    vals = np.empty(cols.shape)
+    vals[:, 0] = -weight_sum[unknowns]
+    vals[:, 1:] = [w for _, _, w in NEIGHBOURS]
     keep = cols >= 0
     indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
     matrix = sp.csc_matrix((vals[keep], cols[keep], indptr), shape=(m, m))

@@ -43,8 +43,8 @@ def tiny_suite(tmp_path, data_dir) -> Path:
     return path
 
 
-def _cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _cli(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900, **kw)  # fmt: skip
 
@@ -77,6 +77,21 @@ def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_
     again = _cli("run", "--suite", str(tiny_suite), "--store", str(store), "--leaderboard-dir",
                  str(boards), "--quiet", "--device", "cpu", cwd=tmp_path)  # fmt: skip
     assert "0 maps and 0 scores computed" in again.stdout, again.stdout
+
+
+def test_data_dir_flag_names_the_folder_holding_every_dataset(tmp_path, data_dir):
+    suite = tmp_path / "two.toml"
+    suite.write_text(
+        'seed = 0\nbatch_size = 2\nexplainers = ["center"]\nmetrics = ["pointing_game"]\n'
+        '[[grid]]\ndataset = "fashion-mnist"\nlimit = 2\nmodels = [{ name = "cnn_gap" }]\n'
+        '[[grid]]\ndataset = "synthetic"\nlimit = 2\nmodels = [{ name = "cnn_gap" }]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "BENCHMARK_DATA_DIR"}
+    result = _cli("run", "--suite", str(suite), "--data-dir", str(data_dir.resolve()), "--store",
+                  str(tmp_path / "s.sqlite"), "--leaderboard-dir", str(tmp_path), "--quiet",
+                  "--device", "cpu", cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "4 maps" in result.stdout and "skipped" not in result.stdout, result.stdout
 
 
 def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, data_dir):
