@@ -9,6 +9,7 @@ never fails because one optional package is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import importlib
@@ -34,6 +35,21 @@ def match_patterns(names: Iterable[str], patterns: str | Iterable[str]) -> list[
     return sorted(
         {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}, key=natural_key
     )
+
+
+def setting(default: Any) -> Any:
+    """A plugin dataclass field that changes how it runs (batch size, worker processes), never its
+    numbers: left out of :func:`plugin_params`, so changing it keeps every cached result valid."""
+    return field(default=default, metadata={"affects_results": False})
+
+
+def plugin_params(plugin: Any) -> dict[str, Any]:
+    """A plugin dataclass's parameters as recorded with its results and in cache keys."""
+    if not dataclasses.is_dataclass(plugin):
+        return {}
+    values = dataclasses.asdict(plugin)
+    return {f.name: values[f.name] for f in dataclasses.fields(plugin)
+            if f.metadata.get("affects_results", True)}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ plus ``tests/explainers/test_my_method.py`` with one closed-form test; the contr
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from benchmark.registry import Registry
+from benchmark.registry import Registry, plugin_params
 
 registry = Registry("explainer", package=__name__, entry_point_group="benchmark.explainers")
 
@@ -72,7 +71,7 @@ class Explainer:
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters, as recorded in the results store and cache keys."""
-        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        return plugin_params(self)
 
 
 __all__ = ["Explainer", "create_explainer", "list_explainers", "register_explainer", "registry"]

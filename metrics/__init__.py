@@ -19,13 +19,12 @@ would. The exact definitions are in each module's docstring (and docs/METRICS.md
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from torch import Tensor
 
-from benchmark.registry import Registry
+from benchmark.registry import Registry, plugin_params
 
 registry = Registry("metric", package=__name__, entry_point_group="benchmark.metrics")
 
@@ -70,7 +69,7 @@ class Metric:
 
     def params(self) -> dict[str, Any]:
         """Parameters, as recorded in the results store and cache keys."""
-        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        return plugin_params(self)
 
 
 __all__ = ["Metric", "create_metric", "list_metrics", "register_metric", "registry"]

@@ -15,6 +15,7 @@ is singular; the imputed values are then 0 (+ noise), as the ROAD definition say
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from functools import lru_cache
 
@@ -142,9 +143,16 @@ def _impute_task(args: tuple[np.ndarray, np.ndarray, float, int | None]) -> np.n
 
 
 def impute_many(
-    tasks: list[tuple[np.ndarray, np.ndarray, float, int | None]], workers: int = 0
+    tasks: list[tuple[np.ndarray, np.ndarray, float, int | None]], workers: int | None = None
 ) -> list[np.ndarray]:
-    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, in a process pool if workers > 1."""
+    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, in a process pool if workers > 1.
+
+    ``workers=None`` picks one process per core when the images are large enough (64x64 and up)
+    for a solve to outweigh sending the image to another process, else imputes in-process.
+    """
+    if workers is None:
+        large = bool(tasks) and tasks[0][1].size >= 64 * 64
+        workers = len(os.sched_getaffinity(0)) if large else 0
     if workers <= 1 or len(tasks) < 2:
         return [impute(*t) for t in tasks]
     pool = _pool(workers)
@@ -163,9 +171,9 @@ def _pool(workers: int) -> Executor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-def warm_pool(workers: int) -> None:
-    """Start the pool's processes now, in the background (metrics call it when created)."""
-    if workers > 1:
+def warm_pool(workers: int | None) -> None:
+    """Start an explicitly requested pool's processes now, in the background."""
+    if workers is not None and workers > 1:
         pool = _pool(workers)
         for _ in range(workers):
             pool.submit(_grid, 8, 8)

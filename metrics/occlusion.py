@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.registry import setting
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
 from metrics._ranking import rank_pixels, resize_maps, top_count, top_masks
@@ -54,7 +55,7 @@ class Occlusion(Metric):
     fill: str = "mean"
     blur_sigma: float = 10.0  # pixels, for fill="blur"
     seed: int = 0  # tie-break
-    batch_size: int = 64
+    batch_size: int = setting(64)
 
     def __post_init__(self) -> None:
         if self.fill not in FILLS:

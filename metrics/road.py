@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from benchmark.registry import setting
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
 from metrics._imputation import warm_pool
@@ -48,8 +49,8 @@ class Road(Metric):
     fractions: tuple[float, ...] = FRACTIONS
     noise: float = 0.01
     seed: int = 0
-    batch_size: int = 64  # model forwards per chunk (bounds memory)
-    workers: int = 0  # imputation processes (0 or 1: in-process); does not change the numbers
+    batch_size: int = setting(64)  # model forwards per chunk (bounds memory)
+    workers: int | None = setting(None)  # imputation processes; None: one per core for images from 64x64
 
     def __post_init__(self) -> None:
         self.fractions = tuple(float(f) for f in self.fractions)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from benchmark.registry import setting
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
 from metrics._imputation import warm_pool
@@ -58,8 +59,8 @@ class RoadAccuracy(Metric):
     fractions: tuple[float, ...] = FRACTIONS
     noise: float = 0.01
     seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
+    batch_size: int = setting(64)
+    workers: int | None = setting(None)  # imputation processes; None: one per core for images from 64x64
 
     def __post_init__(self) -> None:
         self.fractions = tuple(float(f) for f in self.fractions)

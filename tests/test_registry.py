@@ -57,3 +57,11 @@ def test_public_entry_points():
     assert isinstance(metrics.list_metrics(), list)
     with pytest.raises(KeyError, match="Did you mean"):
         explainers.create_explainer("grad_kam")
+
+
+def test_run_settings_are_not_parameters_so_cached_results_stay_valid():
+    from metrics import create_metric
+
+    fast = create_metric("road", workers=2, batch_size=8, fractions=(0.5,))
+    assert fast.params() == create_metric("road", fractions=(0.5,)).params()
+    assert "workers" not in fast.params() and fast.params()["fractions"] == (0.5,)
