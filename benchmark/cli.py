@@ -104,9 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size:
         suite.batch_size = args.batch_size
     store = ResultsStore(args.store)
-    summary = run_suite(
-        suite, store, device=args.device, progress=not args.quiet
-    )
+    summary = run_suite(suite, store, device=args.device, progress=not args.quiet)
     path = leaderboard.write(store, suite.name, args.leaderboard_dir)
     print(f"\n{suite.name}: {summary.explained} maps and {summary.evaluated} scores computed, "
           f"{summary.cached} scores from the cache, {len(summary.failures)} failures, "

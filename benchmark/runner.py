@@ -87,9 +87,7 @@ def model_identity(spec: ModelSpec, model: Classifier, seed: int) -> str:
                   None if model.weights_sha256 else f"init-seed{seed}")  # fmt: skip
 
 
-def _run_model(
-    suite, entry: GridEntry, spec: ModelSpec, store, dev, summary, progress, log
-):
+def _run_model(suite, entry: GridEntry, spec: ModelSpec, store, dev, summary, progress, log):
     from benchmark.data import load_dataset
 
     where = f"{entry.dataset} / {spec.name}"

@@ -60,7 +60,8 @@ class RoadAccuracy(Metric):
     noise: float = 0.01
     seed: int = 0
     batch_size: int = setting(64)
-    workers: int | None = setting(None)  # imputation processes; None: one per core for images from 64x64
+    # imputation processes; None: one per core for images from 64x64, else in-process
+    workers: int | None = setting(None)
 
     def __post_init__(self) -> None:
         self.fractions = tuple(float(f) for f in self.fractions)
