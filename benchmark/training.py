@@ -239,7 +239,8 @@ def _fit(model: Classifier, train, recipe: Recipe, seed: int, progress: bool, de
     """Adam with a one-cycle learning rate, cross-entropy, optional random flips."""
     pixels, labels = train
     generator = torch.Generator().manual_seed(seed)
-    net = model.net
+    # channels_last: ~1.4x faster small convolutions on CPU (oneDNN), the same model
+    net = model.net.to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(labels) // recipe.batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -253,14 +254,15 @@ def _fit(model: Classifier, train, recipe: Recipe, seed: int, progress: bool, de
                 if recipe.hflip:
                     flip = torch.rand(len(idx), generator=generator) < 0.5
                     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                loss = F.cross_entropy(net(model.normalize(x)), labels[idx])
+                x = model.normalize(x).contiguous(memory_format=torch.channels_last)
+                loss = F.cross_entropy(net(x), labels[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-    net.eval()
+    net.to(memory_format=torch.contiguous_format).eval()
 
 
 @torch.no_grad()

@@ -32,7 +32,14 @@ def setup():
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     net = timm.create_model("resnet50", pretrained=False)
-    model = Classifier(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (3, 224, 224), "resnet50")
+    model = Classifier(
+        net,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        (3, 224, 224),
+        "resnet50",
+        channels_last=True,
+    )
     n = int(os.environ.get("ROAD_BENCH_IMAGES", "2"))
     g = torch.Generator().manual_seed(0)
     images = model.normalize(torch.rand(n, 3, 224, 224, generator=g))

@@ -16,13 +16,14 @@ from explainers._utils import image_seeds
 class _TargetLogit(nn.Module):
     """The wrapped network's logit for one class, [N,1]: shap then explains one output only."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, model) -> None:
         super().__init__()
-        self.net = net
+        self.net = model.net  # registered, so shap sees the parameters
+        self.model = [model]  # the Classifier (input layout), kept out of the module tree
         self.target = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)[:, self.target : self.target + 1]
+        return self.model[0](x)[:, self.target : self.target + 1]
 
 
 @register_explainer("shap_gradient", tags=("gradient", "shap", "sampling"), requires=("shap",))
@@ -74,7 +75,7 @@ class ShapGradient(Explainer):
         background = self._background
         if background is None:
             background = torch.zeros(1, *images.shape[1:])
-        wrapper = _TargetLogit(model.net)
+        wrapper = _TargetLogit(model)
         # Construction runs the model once on the whole background (len(background) evaluations).
         explainer = shap.GradientExplainer(
             wrapper,
