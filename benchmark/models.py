@@ -80,14 +80,15 @@ class Classifier:
         feature_layer: str | None = None,
         classifier_layer: str | None = None,
         name: str = "custom",
+        channels_last: bool = False,
     ) -> Classifier:
-        """Wrap any user module. Name ``feature_layer`` to enable CAM-family explainers."""
+        """Wrap any user module. Name ``feature_layer`` to enable CAM-family explainers;
+        ``channels_last=True`` speeds up convolutions if the module never ``.view()``s a feature map."""
         for layer in (feature_layer, classifier_layer):
             if layer is not None:
                 _submodule(module, layer)  # fail now, with the list of valid names
-        return cls(
-            module, tuple(mean), tuple(std), input_size, name, feature_layer, classifier_layer
-        )
+        return cls(module, tuple(mean), tuple(std), input_size, name, feature_layer,
+                   classifier_layer, channels_last=channels_last)  # fmt: skip
 
     # -- forward passes ----------------------------------------------------------------------
 
