@@ -7,7 +7,7 @@ Targets (ratios measured in this one run, same images and maps):
 
 Run: ``BENCHMARK_DATA_DIR=../shared/data python -m pytest benchmarks/test_road_speed.py
 --benchmark-enable -s`` (about a minute per image on 2 CPU cores; ``ROAD_BENCH_IMAGES`` sets the
-number of images, default 2; ``ROAD_BENCH_WORKERS`` the imputation processes, default 2).
+number of images, default 2; ``ROAD_BENCH_WORKERS`` the imputation threads, default one per core).
 
 The reference runs its forwards at batch = number of images (here 2), twice per fraction (it
 re-runs the unperturbed forward); ours run 19 forwards per image, batched across fractions and
@@ -61,10 +61,10 @@ def test_road_speed(benchmark, setup):
     reference_targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
     _, reference = timed(ROADCombined(), images, maps.numpy(), reference_targets, model.net)
 
-    workers = int(os.environ.get("ROAD_BENCH_WORKERS", "2"))
+    workers = int(os.environ.get("ROAD_BENCH_WORKERS", str(len(os.sched_getaffinity(0)))))
     metric = create_metric("road", workers=workers, batch_size=18)
     call = dict(model=model, images=images, targets=targets, saliency=maps)
-    # Warm-up (discarded): the worker pool's start-up and the cached grid tables, paid once per run.
+    # Warm-up (discarded): the thread pool and the cached grid tables, paid once per process.
     create_metric("road", workers=workers, fractions=(0.5,))(
         model=model, images=images[:1], targets=targets[:1], saliency=maps[:1]
     )

@@ -9,14 +9,15 @@ then ``noise * N(0,1)`` is added to the imputed pixels only. This is the system 
 compressed form from neighbour tables cached per image size, its unknowns are ordered by a
 geometric nested dissection of the pixel grid (cached too) and it is factorised by SuperLU without
 pivoting (the matrix is symmetric negative definite, so none is needed): about 2x less fill and time
-than ``spsolve``'s default ordering, and no lil construction. If every pixel is removed the system
+than ``spsolve``'s default ordering, and no lil construction. Systems are solved on a thread pool
+(SuperLU releases the GIL). If every pixel is removed the system
 is singular; the imputed values are then 0 (+ noise), as the ROAD definition says.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -138,42 +139,24 @@ def impute(
     return out
 
 
-def _impute_task(args: tuple[np.ndarray, np.ndarray, float, int | None]) -> np.ndarray:
-    return impute(*args)
-
-
 def impute_many(
     tasks: list[tuple[np.ndarray, np.ndarray, float, int | None]], workers: int | None = None
 ) -> list[np.ndarray]:
-    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, in a process pool if workers > 1.
+    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, on ``workers`` threads.
 
-    ``workers=None`` picks one process per core when the images are large enough (64x64 and up)
-    for a solve to outweigh sending the image to another process, else imputes in-process.
+    SuperLU releases the GIL, so threads scale with cores (2 threads: 1.9x on 2 cores, 18 systems
+    of 224x224) with no process start-up or copying. ``workers=None`` uses one thread per core when
+    the images are large enough (64x64 and up) for a solve to outweigh the hand-off.
     """
     if workers is None:
         large = bool(tasks) and tasks[0][1].size >= 64 * 64
         workers = len(os.sched_getaffinity(0)) if large else 0
     if workers <= 1 or len(tasks) < 2:
         return [impute(*t) for t in tasks]
-    pool = _pool(workers)
-    return list(pool.map(_impute_task, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+    return list(_pool(workers).map(lambda task: impute(*task), tasks))
 
 
 @lru_cache(maxsize=1)
-def _pool(workers: int) -> Executor:
-    """One process pool per worker count, kept for the life of the process (start-up is costly).
-
-    Workers are spawned, not forked: forking a process whose OpenMP threads (torch) have run can
-    deadlock the child.
-    """
-    import multiprocessing
-
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-
-def warm_pool(workers: int | None) -> None:
-    """Start an explicitly requested pool's processes now, in the background."""
-    if workers is not None and workers > 1:
-        pool = _pool(workers)
-        for _ in range(workers):
-            pool.submit(_grid, 8, 8)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One thread pool per worker count, kept for the life of the process."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="road-imputation")

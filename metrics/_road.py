@@ -1,7 +1,7 @@
 """The ROAD evaluation loop shared by ``road`` and ``road_accuracy``: rank once, impute every
 (image, order, fraction) once, run the model on the imputed images in batches.
 
-Imputation runs on the CPU (in a process pool when ``workers > 1``, or for large images when it is None), ``2 * len(fractions)`` systems
+Imputation runs on the CPU (on ``workers`` threads; None: one per core for large images), ``2 * len(fractions)`` systems
 per image; the forwards run on the model's device, batched across fractions and images in chunks of
 ``batch_size`` images. Both phases are timed into ``timings`` (seconds, added to).
 """

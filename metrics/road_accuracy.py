@@ -31,7 +31,6 @@ from typing import ClassVar
 from benchmark.registry import setting
 from metrics import Metric, register_metric
 from metrics._checks import check_inputs
-from metrics._imputation import warm_pool
 from metrics._road import ORDERS, road_outputs
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -60,14 +59,13 @@ class RoadAccuracy(Metric):
     noise: float = 0.01
     seed: int = 0
     batch_size: int = setting(64)
-    # imputation processes; None: one per core for images from 64x64, else in-process
+    # imputation threads; None: one per core for images from 64x64, else none
     workers: int | None = setting(None)
 
     def __post_init__(self) -> None:
         self.fractions = tuple(float(f) for f in self.fractions)
         self.higher_is_better = score_names(self.fractions)  # type: ignore[misc]
         self.timings: dict[str, float] = {}
-        warm_pool(self.workers)
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
         check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)

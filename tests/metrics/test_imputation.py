@@ -54,7 +54,7 @@ def test_all_removed_imputes_zero_and_kept_pixels_untouched():
     assert 0.2 < spread.std() < 0.8  # noise on imputed pixels only, sigma 0.5
 
 
-def test_process_pool_gives_the_same_numbers():
+def test_imputation_threads_give_the_same_numbers():
     rng = np.random.default_rng(0)
     tasks = [
         (rng.random((3, 12, 12)), rng.random((12, 12)) < 0.5, 0.01, [i, 0, 1]) for i in range(4)
