@@ -9,8 +9,8 @@ then ``noise * N(0,1)`` is added to the imputed pixels only. This is the system 
 compressed form from neighbour tables cached per image size, its unknowns are ordered by a
 geometric nested dissection of the pixel grid (cached too) and it is factorised by SuperLU without
 pivoting (the matrix is symmetric negative definite, so none is needed): about 2x less fill and time
-than ``spsolve``'s default ordering, and no lil construction. Systems are solved on a thread pool
-(SuperLU releases the GIL). If every pixel is removed the system
+than ``spsolve``'s default ordering, and no lil construction. Small images are solved many at a
+time as one block-diagonal system; large ones on a thread pool (SuperLU releases the GIL). If every pixel is removed the system
 is singular; the imputed values are then 0 (+ noise), as the ROAD definition says.
 """
 
@@ -77,39 +77,72 @@ def _nested_dissection(height: int, width: int, leaf: int = 6) -> np.ndarray:
 
 
 def linear_system(
-    image: np.ndarray, removed: np.ndarray
-) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
-    """The reference's system ``A x = b`` for one image [C,H,W] and removal mask [H,W].
+    images: np.ndarray, removed: np.ndarray
+) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray, np.ndarray]:
+    """The reference's system ``A x = b`` for images [T,C,H,W] and removal masks [T,H,W] at once.
 
-    Returns (A [m,m], b [m,C], flat indices [m] of the unknowns in the system's order). Row i:
+    The T systems form one block-diagonal system (one factorisation for many small images).
+    Returns (A [m,m], b [m,C], image index [m] and flat pixel index [m] of each unknown, in the
+    system's order: image by image, nested dissection within). Row i:
     ``-w_i x_i + sum_{removed nbr j} w_ij x_j = -sum_{kept nbr j} w_ij v_j`` with ``w_i`` the weight
     sum of i's in-image neighbours, i.e. x_i is the weighted mean of its neighbours.
     """
-    channels, height, width = image.shape
+    count, channels, height, width = images.shape
+    n = height * width
     neighbours, weight_sum, order = _grid(height, width)
-    flat_removed = removed.reshape(-1)
-    unknowns = order[flat_removed[order]]  # unknowns in nested-dissection order
-    m = len(unknowns)
+    image_of, position = np.nonzero(removed.reshape(count, n)[:, order])
+    pixel = order[position]  # unknowns: image by image, nested-dissection order within
+    m = len(pixel)
     # b: minus the weighted sum of each pixel's kept neighbours, for all pixels by shifted slices.
-    kept = np.pad(image * ~removed, ((0, 0), (1, 1), (1, 1)))
-    total = np.zeros_like(image)
+    kept = np.pad(images * ~removed[:, None], ((0, 0), (0, 0), (1, 1), (1, 1)))
+    total = np.zeros_like(images)
     for dr, dc, w in NEIGHBOURS:
-        total += w * kept[:, 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
-    b = -total.reshape(channels, -1)[:, unknowns].T
-    # A, row by row as [m, 9] (diagonal + 8 neighbours; -1 = no entry); variable[n] = -1 stands for
-    # "outside the image". A is symmetric, so its CSR arrays are its CSC arrays.
-    variable = np.full(height * width + 1, -1, dtype=np.int64)
-    variable[unknowns] = np.arange(m)
+        total += w * kept[:, :, 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
+    b = -total.reshape(count, channels, n)[image_of, :, pixel]
+    # A, row by row as [m, 9] (diagonal + 8 neighbours; -1 = no entry); variable[count * n] = -1
+    # stands for "outside the image". A is symmetric, so its CSR arrays are its CSC arrays.
+    variable = np.full(count * n + 1, -1, dtype=np.int64)
+    variable[image_of * n + pixel] = np.arange(m)
+    nbr = neighbours[:, pixel]  # [8, m], n = outside
     cols = np.empty((m, 1 + len(NEIGHBOURS)), dtype=np.int64)
     cols[:, 0] = np.arange(m)
-    cols[:, 1:] = variable[neighbours[:, unknowns]].T
+    cols[:, 1:] = variable[np.where(nbr < n, nbr + image_of * n, count * n)].T
     vals = np.empty(cols.shape)
-    vals[:, 0] = -weight_sum[unknowns]
+    vals[:, 0] = -weight_sum[pixel]
     vals[:, 1:] = [w for _, _, w in NEIGHBOURS]
     keep = cols >= 0
     indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
     matrix = sp.csc_matrix((vals[keep], cols[keep], indptr), shape=(m, m))
-    return matrix, b, unknowns
+    return matrix, b, image_of, pixel
+
+
+def _solve(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Noise-free imputation of images [T,C,H,W] (float64) in one block-diagonal solve."""
+    out = images.copy()
+    everything = removed.reshape(len(removed), -1).all(1)
+    # An image with every pixel removed has a singular system: ROAD defines its imputation as 0.
+    out[everything] = 0.0
+    partial = ~everything & removed.reshape(len(removed), -1).any(1)
+    if partial.any():
+        matrix, b, image_of, pixel = linear_system(images[partial], removed[partial])
+        lu = spla.splu(
+            matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+        )
+        view = out[partial]
+        view.reshape(*view.shape[:2], -1)[image_of, :, pixel] = lu.solve(b)
+        out[partial] = view
+    return out
+
+
+def _add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed) -> None:
+    """``noise * N(0,1)`` [C, m] from ``default_rng(seed)`` onto the removed pixels of out [C,H,W],
+    in ascending flat-index order."""
+    if noise and removed.any():
+        indices = np.flatnonzero(removed)
+        flat = out.reshape(out.shape[0], -1)
+        flat[:, indices] += noise * np.random.default_rng(seed).standard_normal(
+            (out.shape[0], len(indices))
+        )
 
 
 def impute(
@@ -120,40 +153,42 @@ def impute(
     The noise ``noise * N(0,1)`` [C, m] is drawn from ``numpy.random.default_rng(seed)`` and given to
     the removed pixels in ascending flat-index order.
     """
-    image = np.asarray(image, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
-    out = image.copy()
-    flat = out.reshape(image.shape[0], -1)
-    if removed.all():
-        flat[:] = 0.0  # the system is singular: ROAD defines the imputation as 0 (+ noise)
-    elif removed.any():
-        matrix, b, unknowns = linear_system(image, removed)
-        lu = spla.splu(
-            matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
-        )
-        flat[:, unknowns] = lu.solve(b).T
-    if noise and removed.any():
-        indices = np.flatnonzero(removed)
-        rng = np.random.default_rng(seed)
-        flat[:, indices] += noise * rng.standard_normal((image.shape[0], len(indices)))
+    out = _solve(np.asarray(image, dtype=np.float64)[None], removed[None])[0]
+    _add_noise(out, removed, noise, seed)
     return out
+
+
+# Images up to this many pixels are solved together, as one block-diagonal system of at most
+# BLOCK_PIXELS unknowns: for 28x28 images one solve per ~40 systems, 5x less time than one each.
+SMALL_IMAGE, BLOCK_PIXELS = 64 * 64, 32768
 
 
 def impute_many(
     tasks: list[tuple[np.ndarray, np.ndarray, float, int | None]], workers: int | None = None
 ) -> list[np.ndarray]:
-    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, on ``workers`` threads.
+    """:func:`impute` over ``(image, removed, noise, seed)`` tasks of one image size.
 
-    SuperLU releases the GIL, so threads scale with cores (2 threads: 1.9x on 2 cores, 18 systems
-    of 224x224) with no process start-up or copying. ``workers=None`` uses one thread per core when
-    the images are large enough (64x64 and up) for a solve to outweigh the hand-off.
+    Small images are solved in block-diagonal batches; large ones one by one on ``workers``
+    threads (SuperLU releases the GIL: 2 threads, 1.9x on 2 cores for 224x224 images, with no
+    process start-up or copying). ``workers=None``: one thread per core.
     """
+    if not tasks:
+        return []
     if workers is None:
-        large = bool(tasks) and tasks[0][1].size >= 64 * 64
-        workers = len(os.sched_getaffinity(0)) if large else 0
-    if workers <= 1 or len(tasks) < 2:
-        return [impute(*t) for t in tasks]
-    return list(_pool(workers).map(lambda task: impute(*task), tasks))
+        workers = len(os.sched_getaffinity(0))
+    images = np.stack([np.asarray(t[0], dtype=np.float64) for t in tasks])
+    removed = np.stack([np.asarray(t[1], dtype=bool) for t in tasks])
+    per_block = max(1, BLOCK_PIXELS // removed[0].size) if removed[0].size <= SMALL_IMAGE else 1
+    blocks = [slice(i, i + per_block) for i in range(0, len(tasks), per_block)]
+    solve = lambda block: _solve(images[block], removed[block])  # noqa: E731
+    if workers > 1 and len(blocks) > 1:
+        solved = np.concatenate(list(_pool(workers).map(solve, blocks)))
+    else:
+        solved = np.concatenate([solve(block) for block in blocks])
+    for out, (_, mask, noise, seed) in zip(solved, tasks, strict=True):
+        _add_noise(out, np.asarray(mask, dtype=bool), noise, seed)
+    return list(solved)
 
 
 @lru_cache(maxsize=1)

@@ -54,12 +54,18 @@ def test_all_removed_imputes_zero_and_kept_pixels_untouched():
     assert 0.2 < spread.std() < 0.8  # noise on imputed pixels only, sigma 0.5
 
 
-def test_imputation_threads_give_the_same_numbers():
+@pytest.mark.parametrize("side, count", [(12, 300), (70, 3)])
+def test_batched_and_threaded_imputation_equal_one_image_at_a_time(side, count):
+    # 12x12: block-diagonal batches of 227 images (two blocks here); 70x70: one image per solve.
     rng = np.random.default_rng(0)
     tasks = [
-        (rng.random((3, 12, 12)), rng.random((12, 12)) < 0.5, 0.01, [i, 0, 1]) for i in range(4)
+        (rng.random((3, side, side)), rng.random((side, side)) < rng.random(), 0.01, [i, 0, 1])
+        for i in range(count)
     ]
-    serial = impute_many(tasks, workers=0)
-    pooled = impute_many(tasks, workers=2)
-    for a, b in zip(serial, pooled, strict=True):
-        np.testing.assert_array_equal(a, b)
+    tasks[1] = (tasks[1][0], np.ones((side, side), bool), 0.01, [1, 0, 1])  # all removed: 0 + noise
+    tasks[2] = (tasks[2][0], np.zeros((side, side), bool), 0.01, [2, 0, 1])  # nothing removed
+    one_by_one = [impute(*task) for task in tasks]
+    for workers in (0, 2):
+        for a, b in zip(one_by_one, impute_many(tasks, workers=workers), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(one_by_one[2], tasks[2][0])
