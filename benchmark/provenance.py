@@ -22,7 +22,11 @@ def git_state() -> dict[str, Any]:
                               timeout=10, check=True).stdout.strip()  # fmt: skip
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        # Dirty = the code differs from the commit; the boards the harness writes itself don't count.
+        changes = git(
+            "status", "--porcelain", "--", ".", ":(exclude)leaderboards", ":(exclude)gallery"
+        )
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changes)}
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
