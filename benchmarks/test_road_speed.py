@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from benchmark.models import Classifier
 from benchmark.timing import timed
 from metrics import create_metric
+from metrics._imputation import available_cores
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_road_speed(benchmark, setup):
     reference_targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
     _, reference = timed(ROADCombined(), images, maps.numpy(), reference_targets, model.net)
 
-    workers = int(os.environ.get("ROAD_BENCH_WORKERS", str(len(os.sched_getaffinity(0)))))
+    workers = int(os.environ.get("ROAD_BENCH_WORKERS", str(available_cores())))
     metric = create_metric("road", workers=workers, batch_size=18)
     call = dict(model=model, images=images, targets=targets, saliency=maps)
     # Warm-up (discarded): the thread pool and the cached grid tables, paid once per process.

@@ -176,7 +176,7 @@ def impute_many(
     if not tasks:
         return []
     if workers is None:
-        workers = len(os.sched_getaffinity(0))
+        workers = available_cores()
     images = np.stack([np.asarray(t[0], dtype=np.float64) for t in tasks])
     removed = np.stack([np.asarray(t[1], dtype=bool) for t in tasks])
     per_block = max(1, BLOCK_PIXELS // removed[0].size) if removed[0].size <= SMALL_IMAGE else 1
@@ -189,6 +189,13 @@ def impute_many(
     for out, (_, mask, noise, seed) in zip(solved, tasks, strict=True):
         _add_noise(out, np.asarray(mask, dtype=bool), noise, seed)
     return list(solved)
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity where the OS has one, e.g. in a container)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)
