@@ -181,14 +181,16 @@ def impute_many(
     removed = np.stack([np.asarray(t[1], dtype=bool) for t in tasks])
     per_block = max(1, BLOCK_PIXELS // removed[0].size) if removed[0].size <= SMALL_IMAGE else 1
     blocks = [slice(i, i + per_block) for i in range(0, len(tasks), per_block)]
-    solve = lambda block: _solve(images[block], removed[block])  # noqa: E731
+
+    def solve(block: slice) -> np.ndarray:
+        out = _solve(images[block], removed[block])
+        for k, i in enumerate(range(len(tasks))[block]):
+            _add_noise(out[k], removed[i], tasks[i][2], tasks[i][3])
+        return out
+
     if workers > 1 and len(blocks) > 1:
-        solved = np.concatenate(list(_pool(workers).map(solve, blocks)))
-    else:
-        solved = np.concatenate([solve(block) for block in blocks])
-    for out, (_, mask, noise, seed) in zip(solved, tasks, strict=True):
-        _add_noise(out, np.asarray(mask, dtype=bool), noise, seed)
-    return list(solved)
+        return [out for block in _pool(workers).map(solve, blocks) for out in block]
+    return [out for block in blocks for out in solve(block)]
 
 
 def available_cores() -> int:
