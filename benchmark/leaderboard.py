@@ -189,6 +189,7 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     if info:
         out += [info, ""]
     runtime = _Column(RUNTIME, "seconds", metrics_data.get(RUNTIME, {}).get("seconds", {}))
+    out += _summary(metrics_data, explainers, runtime)
     rows = []
     for e in explainers:
         seconds = np.array(list(runtime.values.get(e, {}).values()))
@@ -210,6 +211,31 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
         rows = [[e] + [c.cell(e) for c in columns] + [columns[0].n(e)] for e in explainers]
         out += _table(header, rows) + [""]
     return out
+
+
+def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]:
+    """One row per explainer: each metric's headline score (mean; CIs in the tables below) and the
+    median runtime, with the same bold / dagger marks."""
+    columns = [_Column(metric, score, metrics_data[metric][score])
+               for metric in sorted(m for m in metrics_data if m != RUNTIME)
+               for score in _headline(metric) if score in metrics_data[metric]]  # fmt: skip
+    if not columns:
+        return []
+    header = ["explainer"] + [f"{c.metric} {c.score}{_arrow(c.higher)}" for c in columns]
+    rows = [[e] + [c.cell(e, with_ci=False) for c in columns] for e in explainers]
+    header.append("s / image ↓")
+    for row, e in zip(rows, explainers, strict=True):
+        seconds = list(runtime.values.get(e, {}).values())
+        row.append(_fmt(float(np.median(seconds))) if seconds else "–")
+    return (["Summary (headline score of each metric, mean over images; per-metric tables below):", ""]
+            + _table(header, rows) + [""])  # fmt: skip
+
+
+def _headline(metric: str) -> tuple[str, ...]:
+    try:
+        return metric_plugins.registry.get(metric).headline_scores()
+    except KeyError:  # a metric no longer installed: its first stored score
+        return ()
 
 
 def _score_order(metric: str, score: str) -> tuple[int, Any]:

@@ -55,6 +55,12 @@ class Metric:
     # True: ``targets`` must be the ground-truth labels (the runner passes them, and skips the
     # metric on datasets without labels), e.g. accuracy curves.
     needs_labels: ClassVar[bool] = False
+    # The score(s) shown in each leaderboard's summary table (default: the first score).
+    headline: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def headline_scores(cls) -> tuple[str, ...]:
+        return cls.headline or tuple(cls.higher_is_better)[:1]
 
     def __call__(
         self,

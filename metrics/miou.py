@@ -75,6 +75,7 @@ class MIoU(Metric):
     higher_is_better: ClassVar[dict[str, bool]] = {
         **{f"top{k}": True for k in PERCENTS}, "top_mean": True, "oracle": True, "otsu": True,
     }  # fmt: skip
+    headline: ClassVar[tuple[str, ...]] = ("oracle",)
     needs_masks: ClassVar[bool] = True
 
     seed: int = 0  # tie-break

@@ -49,6 +49,7 @@ class Occlusion(Metric):
     higher_is_better: ClassVar[dict[str, bool]] = {
         "increase_b": True, "drop_b": False, "increase_s": False, "drop_s": True,
     }  # fmt: skip
+    headline: ClassVar[tuple[str, ...]] = ("drop_s",)
     needs_masks: ClassVar[bool] = False
 
     q: float = 0.25  # fraction of pixels forming the subject

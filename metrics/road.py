@@ -43,6 +43,7 @@ class Road(Metric):
 
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[dict[str, bool]] = {"morf": False, "lerf": True, "combined": True}
+    headline: ClassVar[tuple[str, ...]] = ("combined",)
     needs_masks: ClassVar[bool] = False
 
     fractions: tuple[float, ...] = FRACTIONS

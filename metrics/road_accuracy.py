@@ -52,6 +52,7 @@ class RoadAccuracy(Metric):
     version: ClassVar[str] = "1"
     # For the default fractions; an instance lists the names of its own fractions.
     higher_is_better: ClassVar[dict[str, bool]] = score_names(FRACTIONS)
+    headline: ClassVar[tuple[str, ...]] = ("morf", "lerf")
     needs_masks: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = True
 
