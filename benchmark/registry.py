@@ -38,7 +38,7 @@ def match_patterns(names: Iterable[str], patterns: str | Iterable[str]) -> list[
 
 
 def setting(default: Any) -> Any:
-    """A plugin dataclass field that changes how it runs (batch size, worker processes), never its
+    """A plugin dataclass field that changes how it runs (batch size, worker threads), never its
     numbers: left out of :func:`plugin_params`, so changing it keeps every cached result valid."""
     return field(default=default, metadata={"affects_results": False})
 
