@@ -116,3 +116,20 @@ def test_efficientnet_lite0_recognises_the_samoyed_offline(lite0, data_dir):
     assert (
         lite0.weights_sha256 == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
     )
+
+
+@pytest.mark.parametrize("name", ["cnn_gap", "cnn_shallow", "cnn_svm", "resnet18"])
+def test_channels_last_layout_gives_the_same_logits_and_gradients(name):
+    torch.manual_seed(0)
+    model = load_model(name, num_classes=3)
+    assert model.channels_last
+    size = model.input_size
+    x = torch.rand(2, *size, requires_grad=True)
+    fast = model(x)
+    (grad_fast,) = torch.autograd.grad(fast[:, 0].sum(), x)
+    model.channels_last = False
+    plain = model(x)
+    (grad_plain,) = torch.autograd.grad(plain[:, 0].sum(), x)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-5)
+    assert grad_fast.shape == x.shape
