@@ -192,11 +192,12 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     out += _summary(metrics_data, explainers, runtime)
     rows = []
     for e in explainers:
-        seconds = np.array(list(runtime.values.get(e, {}).values()))
-        median = _fmt(float(np.median(seconds))) if len(seconds) else "–"
+        seconds = list(runtime.values.get(e, {}).values())
         iqr = (f" [{_fmt(float(np.percentile(seconds, 25)))}, {_fmt(float(np.percentile(seconds, 75)))}]"
                if len(seconds) > 1 else "")  # fmt: skip
-        rows.append([e, median + iqr, runtime.n(e), str(failed.get((dataset, model, e), 0))])
+        rows.append(
+            [e, _median(seconds) + iqr, runtime.n(e), str(failed.get((dataset, model, e), 0))]
+        )
     out += [
         "Runtime of `explain()` (median [IQR] seconds per image, batched; one warm-up call per run not timed):",
         "",
@@ -225,10 +226,13 @@ def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]
     rows = [[e] + [c.cell(e, with_ci=False) for c in columns] for e in explainers]
     header.append("s / image ↓")
     for row, e in zip(rows, explainers, strict=True):
-        seconds = list(runtime.values.get(e, {}).values())
-        row.append(_fmt(float(np.median(seconds))) if seconds else "–")
+        row.append(_median(list(runtime.values.get(e, {}).values())))
     return (["Summary (headline score of each metric, mean over images; per-metric tables below):", ""]
             + _table(header, rows) + [""])  # fmt: skip
+
+
+def _median(seconds: list[float]) -> str:
+    return _fmt(float(np.median(seconds))) if seconds else "–"
 
 
 def _headline(metric: str) -> tuple[str, ...]:

@@ -19,11 +19,11 @@ class _TargetLogit(nn.Module):
     def __init__(self, model) -> None:
         super().__init__()
         self.net = model.net  # registered, so shap sees the parameters
-        self.model = [model]  # the Classifier (input layout), kept out of the module tree
+        self.model = model  # the Classifier (not a module): runs net in the model's input layout
         self.target = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model[0](x)[:, self.target : self.target + 1]
+        return self.model(x)[:, self.target : self.target + 1]
 
 
 @register_explainer("shap_gradient", tags=("gradient", "shap", "sampling"), requires=("shap",))
