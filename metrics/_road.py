@@ -9,16 +9,48 @@ per image; the forwards run on the model's device, batched across fractions and 
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from benchmark.registry import setting
 from benchmark.timing import timed
+from metrics import Metric
+from metrics._checks import check_inputs
 from metrics._imputation import impute_many
 from metrics._ranking import image_seeds, rank_pixels, resize_maps, top_count, top_masks
 
 ORDERS = ("morf", "lerf")  # most relevant first, least relevant first
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class RoadMetric(Metric):
+    """The parameters and evaluation shared by ``road`` and ``road_accuracy``."""
+
+    needs_masks: ClassVar[bool] = False
+
+    fractions: tuple[float, ...] = FRACTIONS
+    noise: float = 0.01
+    seed: int = 0
+    batch_size: int = setting(64)  # model forwards per chunk (bounds memory)
+    workers: int | None = setting(None)  # imputation threads; None: one per core
+
+    def __post_init__(self) -> None:
+        self.fractions = tuple(float(f) for f in self.fractions)
+        self.timings: dict[str, float] = {}  # seconds spent imputing and in model forwards
+
+    def outputs(self, model, images, targets, saliency, masks, *, pixel_space: bool):
+        """:func:`road_outputs` with this metric's parameters, after checking the inputs."""
+        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
+        return road_outputs(
+            model, images, targets, saliency, fractions=self.fractions, pixel_space=pixel_space,
+            noise=self.noise, seed=self.seed, batch_size=self.batch_size, workers=self.workers,
+            timings=self.timings,
+        )  # fmt: skip
 
 
 def road_outputs(

@@ -28,43 +28,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from benchmark.registry import setting
-from metrics import Metric, register_metric
-from metrics._checks import check_inputs
-from metrics._road import road_outputs, target_probabilities
-
-FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+from metrics import register_metric
+from metrics._road import FRACTIONS, RoadMetric, target_probabilities
 
 
 @register_metric("road", tags=("faithfulness",))
 @dataclass
-class Road(Metric):
+class Road(RoadMetric):
     """ROAD MoRF / LeRF / combined: 100 x change in target probability after noisy linear imputation."""
 
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[dict[str, bool]] = {"morf": False, "lerf": True, "combined": True}
     headline: ClassVar[tuple[str, ...]] = ("combined",)
-    needs_masks: ClassVar[bool] = False
-
-    fractions: tuple[float, ...] = FRACTIONS
-    noise: float = 0.01
-    seed: int = 0
-    batch_size: int = setting(64)  # model forwards per chunk (bounds memory)
-    # imputation threads; None: one per core for images from 64x64, else none
-    workers: int | None = setting(None)
-
-    def __post_init__(self) -> None:
-        self.fractions = tuple(float(f) for f in self.fractions)
-        self.timings: dict[str, float] = {}  # seconds spent imputing and in model forwards
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
-        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
+        probs, _ = self.outputs(model, images, targets, saliency, masks, pixel_space=False)
         original = target_probabilities(model, images, targets, self.batch_size).cpu()
-        probs, _ = road_outputs(
-            model, images, targets, saliency, fractions=self.fractions, pixel_space=False,
-            noise=self.noise, seed=self.seed, batch_size=self.batch_size, workers=self.workers,
-            timings=self.timings,
-        )  # fmt: skip
         change = 100.0 * (probs.double() - original.double()[:, None, None])  # [B, 2, F]
         morf, lerf = change.mean(dim=2).unbind(1)
         return {

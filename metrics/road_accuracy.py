@@ -28,12 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from benchmark.registry import setting
-from metrics import Metric, register_metric
-from metrics._checks import check_inputs
-from metrics._road import ORDERS, road_outputs
-
-FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+from metrics import register_metric
+from metrics._road import FRACTIONS, ORDERS, RoadMetric
 
 
 def score_names(fractions: tuple[float, ...]) -> dict[str, bool]:
@@ -46,35 +42,21 @@ def score_names(fractions: tuple[float, ...]) -> dict[str, bool]:
 
 @register_metric("road_accuracy", tags=("faithfulness",))
 @dataclass
-class RoadAccuracy(Metric):
+class RoadAccuracy(RoadMetric):
     """ROAD accuracy curves (MoRF, LeRF) against the targets, imputation in [0,1] pixel space."""
 
     version: ClassVar[str] = "1"
     # For the default fractions; an instance lists the names of its own fractions.
     higher_is_better: ClassVar[dict[str, bool]] = score_names(FRACTIONS)
     headline: ClassVar[tuple[str, ...]] = ("morf", "lerf")
-    needs_masks: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = True
 
-    fractions: tuple[float, ...] = FRACTIONS
-    noise: float = 0.01
-    seed: int = 0
-    batch_size: int = setting(64)
-    # imputation threads; None: one per core for images from 64x64, else none
-    workers: int | None = setting(None)
-
     def __post_init__(self) -> None:
-        self.fractions = tuple(float(f) for f in self.fractions)
+        super().__post_init__()
         self.higher_is_better = score_names(self.fractions)  # type: ignore[misc]
-        self.timings: dict[str, float] = {}
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
-        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
-        _, correct = road_outputs(
-            model, images, targets, saliency, fractions=self.fractions, pixel_space=True,
-            noise=self.noise, seed=self.seed, batch_size=self.batch_size, workers=self.workers,
-            timings=self.timings,
-        )  # fmt: skip
+        _, correct = self.outputs(model, images, targets, saliency, masks, pixel_space=True)
         hits = 100.0 * correct.float()  # [B, 2, F]
         scores = {}
         for o, order in enumerate(ORDERS):
