@@ -27,6 +27,11 @@ from benchmark.timing import timed
 from metrics import create_metric
 from metrics._imputation import available_cores
 
+# The model's device (ROAD_BENCH_DEVICE, default cuda where there is one): on an accelerator both
+# run their forwards there; the reference imputes on the CPU, ours on the device.
+DEVICE = os.environ.get("ROAD_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+BATCH = int(os.environ.get("ROAD_BENCH_BATCH", "18"))  # our forwards per chunk
+
 
 @pytest.fixture(scope="module")
 def setup():
@@ -41,14 +46,16 @@ def setup():
         "resnet50",
         channels_last=True,
     )
+    model.net.to(DEVICE)
     n = int(os.environ.get("ROAD_BENCH_IMAGES", "2"))
     g = torch.Generator().manual_seed(0)
-    images = model.normalize(torch.rand(n, 3, 224, 224, generator=g))
+    images = model.normalize(torch.rand(n, 3, 224, 224, generator=g)).to(DEVICE)
     # CAM-like maps: a 7x7 map upsampled bilinearly (smooth blobs, no ties).
     maps = F.interpolate(torch.rand(n, 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[
         :, 0
     ]
-    targets = model.probabilities(images).argmax(1)
+    with torch.no_grad():
+        targets = model.probabilities(images).argmax(1)
     return model, images, targets, maps
 
 
@@ -60,20 +67,22 @@ def test_road_speed(benchmark, setup):
     with torch.no_grad():
         model.net(images[:1])  # warm-up
     reference_targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
-    _, reference = timed(ROADCombined(), images, maps.numpy(), reference_targets, model.net)
+    _, reference = timed(
+        ROADCombined(), images, maps.numpy(), reference_targets, model.net, device=DEVICE
+    )
 
     workers = int(os.environ.get("ROAD_BENCH_WORKERS", str(available_cores())))
-    metric = create_metric("road", workers=workers, batch_size=18)
-    call = dict(model=model, images=images, targets=targets, saliency=maps)
+    metric = create_metric("road", workers=workers, batch_size=BATCH)
+    call = dict(model=model, images=images, targets=targets, saliency=maps.to(DEVICE))
     # Warm-up (discarded): the thread pool and the cached grid tables, paid once per process.
     create_metric("road", workers=workers, fractions=(0.5,))(
-        model=model, images=images[:1], targets=targets[:1], saliency=maps[:1]
+        model=model, images=images[:1], targets=targets[:1], saliency=maps[:1].to(DEVICE)
     )
     timings = []
 
     def run():
         metric.timings.clear()
-        result, seconds = timed(metric, **call)
+        result, seconds = timed(metric, **call, device=DEVICE)
         timings.append(dict(metric.timings, total=seconds))
         return result
 
@@ -82,7 +91,7 @@ def test_road_speed(benchmark, setup):
     speedup = reference / ours["total"]
     imputation_share = ours["imputation"] / ours["forward"]
     benchmark.extra_info.update(
-        images=len(images), workers=workers, reference_s=reference, ours_s=ours["total"],
+        images=len(images), device=DEVICE, batch=BATCH, workers=workers, reference_s=reference, ours_s=ours["total"],
         imputation_s=ours["imputation"], forward_s=ours["forward"], speedup=speedup,
         imputation_over_forward=imputation_share,
     )  # fmt: skip

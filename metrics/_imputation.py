@@ -137,14 +137,19 @@ def _solve(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 
 def _add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed) -> None:
-    """``noise * N(0,1)`` [C, m] from ``default_rng(seed)`` onto the removed pixels of out [C,H,W],
-    in ascending flat-index order."""
-    if noise and removed.any():
-        indices = np.flatnonzero(removed)
-        flat = out.reshape(out.shape[0], -1)
-        flat[:, indices] += noise * np.random.default_rng(seed).standard_normal(
-            (out.shape[0], len(indices))
-        )
+    """Add :func:`noise_values` onto the removed pixels of out [C,H,W] (in place)."""
+    values = noise_values(removed, out.shape[0], noise, seed)
+    if values is not None:
+        out.reshape(out.shape[0], -1)[:, np.flatnonzero(removed)] += values
+
+
+def noise_values(removed: np.ndarray, channels: int, noise: float, seed) -> np.ndarray | None:
+    """``noise * N(0,1)`` [C, m] from ``default_rng(seed)`` for the ``m`` removed pixels [H,W] in
+    ascending flat-index order (None without noise or removed pixels)."""
+    count = int(np.count_nonzero(removed))
+    if not noise or not count:
+        return None
+    return noise * np.random.default_rng(seed).standard_normal((channels, count))
 
 
 def impute(

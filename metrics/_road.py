@@ -1,9 +1,12 @@
 """The ROAD evaluation loop shared by ``road`` and ``road_accuracy``: rank once, impute every
 (image, order, fraction) once, run the model on the imputed images in batches.
 
-Imputation runs on the CPU (on ``workers`` threads; None: one per core for large images), ``2 * len(fractions)`` systems
-per image; the forwards run on the model's device, batched across fractions and images in chunks of
-``batch_size`` images. Both phases are timed into ``timings`` (seconds, added to).
+``2 * len(fractions)`` systems per image. With the model on the CPU they are solved by SuperLU on
+``workers`` threads (None: one per core); on an accelerator, there, all systems of ``batch_size //
+(2 * len(fractions))`` images at once by multigrid-preconditioned conjugate gradients
+(:mod:`metrics._multigrid`; same systems, same noise, equal to float32 precision). The forwards run
+on the model's device, batched across fractions and images in chunks of ``batch_size`` images. Both
+phases are timed into ``timings`` (seconds, added to).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from benchmark.timing import timed
 from metrics import Metric
 from metrics._checks import check_inputs
 from metrics._imputation import impute_many
+from metrics._multigrid import impute_on_device
 from metrics._ranking import image_seeds, rank_pixels, resize_maps, top_count, top_masks
 
 ORDERS = ("morf", "lerf")  # most relevant first, least relevant first
@@ -78,21 +82,17 @@ def road_outputs(
     n = height * width
     order = rank_pixels(resize_maps(saliency, (height, width)), images, seed)
     counts = [top_count(f, n) for f in fractions]
-    removed = (
-        torch.stack(
-            [
-                torch.stack(
-                    [top_masks(order, c, (height, width), most=(o == 0)) for c in counts], 1
-                )
-                for o in range(len(ORDERS))
-            ],
-            1,
-        )
-        .cpu()
-        .numpy()
+    removed = torch.stack(
+        [
+            torch.stack([top_masks(order, c, (height, width), most=(o == 0)) for c in counts], 1)
+            for o in range(len(ORDERS))
+        ],
+        1,
     )  # [B, 2, F, H, W]
     base = (model.denormalize(images) if pixel_space else images).detach()
-    base = base.to("cpu", torch.float64).numpy()
+    on_device = solves_on_device(images.device)
+    if not on_device:
+        removed, base = removed.numpy(), base.to(torch.float64).numpy()
     seeds = image_seeds(images, seed)
     shape = (len(ORDERS), len(fractions))
 
@@ -102,15 +102,27 @@ def road_outputs(
     group = max(1, batch_size // per_image)  # images whose imputations are held at once
     for start in range(0, batch, group):
         stop = min(batch, start + group)
-        tasks = [
-            (base[i], removed[i, o, k], noise, [seeds[i], o, k])
+        system_seeds = [
+            [seeds[i], o, k]
             for i in range(start, stop)
             for o in range(shape[0])
             for k in range(shape[1])
         ]
-        imputed, seconds = timed(impute_many, tasks, workers)
+        masks = removed[start:stop].reshape(-1, height, width)
+        if on_device:
+            images_of = base[start:stop].repeat_interleave(per_image, 0)
+            x, seconds = timed(
+                impute_on_device, images_of, masks, noise, system_seeds, device=images.device
+            )
+        else:
+            tasks = [
+                (base[i // per_image + start], mask, noise, s)
+                for i, (mask, s) in enumerate(zip(masks, system_seeds, strict=True))
+            ]
+            imputed, seconds = timed(impute_many, tasks, workers)
+            x = torch.from_numpy(np.stack(imputed))
         timings["imputation"] = timings.get("imputation", 0.0) + seconds
-        x = torch.from_numpy(np.stack(imputed)).to(images.device, images.dtype)
+        x = x.to(images.device, images.dtype)
         if pixel_space:
             x = model.normalize(x)
         repeated = targets[start:stop].repeat_interleave(per_image).to(images.device)
@@ -119,6 +131,12 @@ def road_outputs(
         probs[start:stop] = p[0].view(-1, *shape).cpu()
         correct[start:stop] = p[1].view(-1, *shape).cpu()
     return probs, correct
+
+
+def solves_on_device(device: torch.device) -> bool:
+    """Impute where the model runs (multigrid conjugate gradients) on an accelerator; on the CPU,
+    SuperLU on threads is faster."""
+    return device.type != "cpu"
 
 
 @torch.no_grad()
