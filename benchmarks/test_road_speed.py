@@ -7,11 +7,15 @@ Targets (ratios measured in this one run, same images and maps):
 
 Run: ``BENCHMARK_DATA_DIR=../shared/data python -m pytest benchmarks/test_road_speed.py
 --benchmark-enable -s`` (about a minute per image on 2 CPU cores; ``ROAD_BENCH_IMAGES`` sets the
-number of images, default 2; ``ROAD_BENCH_WORKERS`` the imputation threads, default one per core).
+number of images, default 2; ``ROAD_BENCH_WORKERS`` the imputation threads, default one per core;
+``ROAD_BENCH_BATCH`` our forwards per chunk, default the metric's 64; ``ROAD_BENCH_DEVICE`` the
+model's device, default cuda where there is one).
 
-The reference runs its forwards at batch = number of images (here 2), twice per fraction (it
-re-runs the unperturbed forward); ours run 19 forwards per image, batched across fractions and
-images, channels_last. Both share the machine's cores: on a loaded machine both ratios move.
+The reference runs its forwards at batch = number of images, twice per fraction (it re-runs the
+unperturbed forward), and imputes on the CPU whatever the device; ours run 19 forwards per image,
+batched across fractions and images, channels_last, and impute on the model's device (SuperLU on
+CPU threads, multigrid conjugate gradients on a GPU). On the CPU both share the machine's cores: on a
+loaded machine both ratios move.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from metrics._imputation import available_cores
 # The model's device (ROAD_BENCH_DEVICE, default cuda where there is one): on an accelerator both
 # run their forwards there; the reference imputes on the CPU, ours on the device.
 DEVICE = os.environ.get("ROAD_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
-BATCH = int(os.environ.get("ROAD_BENCH_BATCH", "18"))  # our forwards per chunk
+BATCH = int(os.environ.get("ROAD_BENCH_BATCH", "64"))  # our forwards per chunk (the default)
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _pool(workers: int) -> ThreadPoolExecutor:
     """One thread pool per worker count, kept for the life of the process."""
     return ThreadPoolExecutor(workers, thread_name_prefix="road-imputation")

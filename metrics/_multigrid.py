@@ -11,8 +11,10 @@ positive definite), damped Jacobi smooths, the coarsest grid (at most 8x8) is so
 Channels share the operator and are solved as separate right-hand sides.
 
 Sparse direct factorisation (SuperLU, :mod:`metrics._imputation`) stays the solver on the CPU, where
-it is faster; this one is for GPUs, where the reference's one-system-at-a-time CPU solve would
-dominate the evaluation. It iterates in float64 to a relative residual of ``TOLERANCE``.
+it is about 2x faster than this; this one is for GPUs, where a CPU solve would dominate the
+evaluation: on one H100, 54 systems of 224x224 take 0.16 s here against 4.1 s for SuperLU on the 16
+host threads. It iterates in float64 to a relative residual of ``TOLERANCE`` (imputed values within
+~1e-8 of SuperLU's); memory grows with the systems solved at once, which ``batch_size`` bounds.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 CENTRE = 4
 WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
 TOLERANCE = 1e-8  # relative residual ||b - A x|| / ||b|| per system and channel
-MAX_ITERATIONS = 200
+MAX_ITERATIONS = 200  # 224x224 CAM-like masks take 24, 64x64 take 16
+CHECK_EVERY = 4  # iterations between convergence checks (each one waits for the device)
 JACOBI_DAMPING = 0.9
+# Piecewise-constant interpolation underestimates smooth errors: scaling the coarse correction up
+# (measured at 112x112: 1.0 -> 40 iterations, 1.5 -> 24, 2.0 -> 28) is the usual remedy.
 COARSE_SCALE = 1.5
-SMOOTHING = 1
-CHECK_EVERY = 4
 COARSEST = 8  # grids of at most COARSEST x COARSEST cells are solved by dense Cholesky
 
 
@@ -145,21 +148,17 @@ def _hierarchy(fine: Level) -> tuple[list[Level], Tensor]:
 
 
 def _v_cycle(levels: list[Level], factor: Tensor, r: Tensor, depth: int = 0) -> Tensor:
-    """One symmetric V-cycle from a zero guess: an SPD approximation of ``A^-1 r``."""
+    """One symmetric V(1,1)-cycle from a zero guess: an SPD approximation of ``A^-1 r``."""
     if depth == len(levels) - 1:
         t, c, h, w = r.shape
         x = torch.cholesky_solve(r.reshape(t, c, h * w).transpose(1, 2), factor)
         return x.transpose(1, 2).reshape(t, c, h, w)
     level = levels[depth]
     step = JACOBI_DAMPING * level.inverse_diagonal
-    e = step * r
-    for _ in range(SMOOTHING - 1):
-        e = e + step * (r - _apply(level.coefficients, e))
+    e = step * r  # pre-smoothing
     residual = r - _apply(level.coefficients, e)
     e = e + COARSE_SCALE * _prolong(_v_cycle(levels, factor, _restrict(residual), depth + 1), level)
-    for _ in range(SMOOTHING):
-        e = e + step * (r - _apply(level.coefficients, e))
-    return e
+    return e + step * (r - _apply(level.coefficients, e))  # post-smoothing
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -216,7 +215,11 @@ def _conjugate_gradients(images: Tensor, removed: Tensor) -> tuple[Tensor, int]:
         x, r, p, rz = _cg_steps(levels, factor, x, r, p, rz)
         if bool((_dot(r, r) <= target).all()):
             return torch.where(mask.bool(), x, images), iterations
-    raise RuntimeError(f"ROAD imputation did not converge in {MAX_ITERATIONS} iterations")
+    worst = float((_dot(r, r) / _dot(b, b).clamp_min(1e-300)).max().sqrt())
+    raise RuntimeError(
+        f"ROAD imputation did not converge in {MAX_ITERATIONS} iterations (relative residual "
+        f"{worst:.1e}); are the images finite?"
+    )
 
 
 def impute_on_device(images: Tensor, removed: Tensor, noise: float, seeds: Sequence) -> Tensor:
