@@ -333,8 +333,12 @@ def _provenance(store: ResultsStore, suite: str) -> list[str]:
     return out
 
 
-def write(store: ResultsStore, suite: str, out_dir: str | Path = "leaderboards") -> Path:
+def write(
+    store: ResultsStore, suite: str, out_dir: str | Path = "leaderboards", store_label: str = ""
+) -> Path:
+    """Render ``suite``'s board to ``out_dir/<suite>.md``; ``store_label`` names the store in it
+    (default: the store's path as opened)."""
     path = Path(out_dir) / f"{suite}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(store, suite), encoding="utf-8")
+    path.write_text(render(store, suite, store_label or store.path.as_posix()), encoding="utf-8")
     return path

@@ -70,11 +70,11 @@ def run_suite(
     return summary
 
 
-def build_model(spec: ModelSpec, dataset: str, seed: int) -> Classifier:
+def build_model(spec: ModelSpec, dataset: str, seed: int, progress: bool = True) -> Classifier:
     if spec.train:
         from benchmark.training import trained_model
 
-        return trained_model(spec.name, dataset, seed=seed)
+        return trained_model(spec.name, dataset, seed=seed, progress=progress)
     torch.manual_seed(seed)  # random-init models (no weights) are reproducible
     return load_model(
         spec.name, pretrained=spec.pretrained, weights=spec.weights, sha256=spec.sha256
@@ -92,7 +92,7 @@ def _run_model(suite, entry: GridEntry, spec: ModelSpec, store, dev, summary, pr
 
     where = f"{entry.dataset} / {spec.name}"
     try:
-        model = build_model(spec, entry.dataset, suite.seed).to(dev)
+        model = build_model(spec, entry.dataset, suite.seed, progress).to(dev)
     except Exception as e:  # a missing weight file, no internet for pretrained weights, ...
         summary.skipped.append(f"{where}: model not available: {e}")
         log(f"skipped {where}: {e}")

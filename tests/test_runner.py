@@ -67,6 +67,7 @@ def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_
         assert f"| {name} |" in board
     assert "### Table tiny/synthetic/cnn_gap" in board and 'id="tiny-synthetic-cnn_gap"' in board
     assert "## Provenance" in board and "torch" in board
+    assert f"results store (`{store.as_posix()}`)" in board, "names the store it was built from"
     assert "Summary (headline score" in board and "road combined ↑" in board
     assert " [" in board and "**" in board, "means with bootstrap CIs, best in bold"
     assert "Occlusion, seed-study layout" in board and "ROAD, seed-study layout" in board
