@@ -1,0 +1,264 @@
+"""Multifrontal sparse Cholesky for ROAD's imputation system, on the nested-dissection tree of the
+pixel grid (numba, releases the GIL).
+
+The system (see :mod:`metrics._imputation`) is symmetric positive definite once written as
+``A = D - W`` on the removed pixels. Its unknowns are eliminated in geometric nested-dissection
+order: the grid is split recursively by one-pixel lines (separators) down to 4x4 blocks, each block
+or separator is one node of a tree, children first. A node's *front* is a dense matrix over its own
+removed pixels V and the removed pixels B of the ring just outside its rectangle (the only pixels
+the rectangle's interior couples to, all eliminated later). Per node, children first:
+
+1. assemble A's rows of V and the children's Schur complements (extend-add) into the front;
+2. ``L11 = chol(F_VV)``, ``L21 = F_BV L11^-T``, update ``F_BB -= L21 L21^T`` (LAPACK dpotrf, BLAS
+   dtrsm / dsyrk / dgemm through SciPy's Cython bindings), and the forward substitution of the
+   right-hand sides (all channels) alongside;
+
+then the back substitution runs root first. Kept pixels never enter a front, so the work follows
+the removed pixels only, as a sparse direct solver's would, but in dense BLAS-3 blocks and without
+any symbolic analysis: the tree is the same for every mask of a size (cached). On 2 cores this is
+about 3x faster than SuperLU on the same nested-dissection ordering (18 systems of 224x224 for 9
+fractions x 2 orders: 0.55 s vs 1.6 s on one thread; 28x28: 0.27 vs 0.79 ms per system).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba.extending import get_cython_function_address
+
+# (row offset, column offset, weight), as the reference's ``neighbors_weights``.
+NEIGHBOURS = (
+    (1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12),
+    (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6),
+)  # fmt: skip
+LEAF = 4  # blocks of up to LEAF x LEAF pixels are leaves of the tree
+
+
+def _fortran(module: str, name: str, arguments: int):
+    """A LAPACK/BLAS routine of SciPy's Cython bindings, callable from numba (pointer arguments)."""
+    address = get_cython_function_address(module, name)
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * arguments)(address)
+
+
+_dpotrf = _fortran("scipy.linalg.cython_lapack", "dpotrf", 5)
+_dtrsm = _fortran("scipy.linalg.cython_blas", "dtrsm", 11)
+_dsyrk = _fortran("scipy.linalg.cython_blas", "dsyrk", 10)
+_dgemm = _fortran("scipy.linalg.cython_blas", "dgemm", 13)
+
+
+@lru_cache(maxsize=8)
+def tree(height: int, width: int) -> tuple[np.ndarray, ...]:
+    """The nested-dissection tree of a height x width grid, nodes children first, as three CSR
+    pairs (pointers, flat pixel indices): each node's own pixels, its ring, its children."""
+    own: list[np.ndarray] = []
+    ring: list[np.ndarray] = []
+    children: list[list[int]] = []
+
+    def ring_of(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        points = [(r0 - 1, c) for c in range(c0 - 1, c1 + 1)] + [(r1, c) for c in range(c0 - 1, c1 + 1)]
+        points += [(r, c0 - 1) for r in range(r0, r1)] + [(r, c1) for r in range(r0, r1)]
+        inside = [r * width + c for r, c in points if 0 <= r < height and 0 <= c < width]
+        return np.array(inside, dtype=np.int64)
+
+    def split(r0: int, r1: int, c0: int, c1: int) -> int | None:
+        h, w = r1 - r0, c1 - c0
+        if h <= 0 or w <= 0:
+            return None
+        if h * w <= LEAF * LEAF:
+            kids: list[int | None] = []
+            mine = (np.arange(r0, r1)[:, None] * width + np.arange(c0, c1)).ravel()
+        elif h >= w:  # cut the longer side: a separator row
+            m = (r0 + r1) // 2
+            kids = [split(r0, m, c0, c1), split(m + 1, r1, c0, c1)]
+            mine = m * width + np.arange(c0, c1)
+        else:
+            m = (c0 + c1) // 2
+            kids = [split(r0, r1, c0, m), split(r0, r1, m + 1, c1)]
+            mine = np.arange(r0, r1) * width + m
+        own.append(mine.astype(np.int64))
+        ring.append(ring_of(r0, r1, c0, c1))
+        children.append([k for k in kids if k is not None])
+        return len(own) - 1
+
+    split(0, height, 0, width)
+    return (*_csr(own), *_csr(children), *_csr(ring))
+
+
+def _csr(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    pointers = np.zeros(len(rows) + 1, dtype=np.int64)
+    pointers[1:] = np.cumsum([len(r) for r in rows])
+    flat = [np.asarray(r, dtype=np.int64) for r in rows]
+    return pointers, np.concatenate(flat) if pointers[-1] else np.zeros(0, dtype=np.int64)
+
+
+def _removed_only(pointers: np.ndarray, pixels: np.ndarray, removed: np.ndarray):
+    """A CSR pair restricted to the removed pixels."""
+    keep = removed[pixels]
+    running = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=running[1:])
+    return running[pointers], pixels[keep]
+
+
+_scratch = threading.local()  # one work buffer per thread, grown as needed
+
+
+def solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Noise-free imputation of the ``removed`` [H,W] pixels of ``image`` [C,H,W] (float64 out).
+
+    With every pixel removed the system is singular: ROAD defines the imputation as 0 then.
+    """
+    channels, height, width = image.shape
+    out = np.array(image, dtype=np.float64, order="C").reshape(channels, -1)
+    flat = np.ascontiguousarray(removed, dtype=bool).reshape(-1)
+    if flat.all():
+        out[:] = 0.0
+    elif flat.any():
+        own_ptr, own, kid_ptr, kids, ring_ptr, ring = tree(height, width)
+        work = getattr(_scratch, "work", np.empty(0))
+        x, _scratch.work = _factor_solve(
+            flat, out, height, width, *_removed_only(own_ptr, own, flat),
+            *_removed_only(ring_ptr, ring, flat), kid_ptr, kids, work,
+        )  # fmt: skip
+        out[:, flat] = x[:, flat]
+    return out.reshape(channels, height, width)
+
+
+_DR = np.array([dr for dr, _, _ in NEIGHBOURS])
+_DC = np.array([dc for _, dc, _ in NEIGHBOURS])
+_WEIGHT = np.array([w for _, _, w in NEIGHBOURS])
+
+
+@numba.njit(nogil=True)  # not cacheable: it calls ctypes function pointers
+def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, kid_ptr, kid_idx, work):
+    """x [C, H*W] at the removed pixels (see the module doc). Each front is a column-major block of
+    ``work`` kept after its elimination: L11 and L21 in its first s columns (for the back
+    substitution), the update in its trailing block (for the parent's extend-add); the right-hand
+    sides likewise, [size x C] per node. ``work`` is returned, grown if it was too small."""
+    n = height * width
+    channels = values.shape[0]
+    nodes = len(v_ptr) - 1
+    f_ptr = np.zeros(nodes + 1, dtype=np.int64)
+    r_ptr = np.zeros(nodes + 1, dtype=np.int64)
+    for k in range(nodes):
+        size = v_ptr[k + 1] - v_ptr[k] + b_ptr[k + 1] - b_ptr[k]
+        f_ptr[k + 1] = f_ptr[k] + size * size
+        r_ptr[k + 1] = r_ptr[k] + size * channels
+    if len(work) < f_ptr[nodes] + r_ptr[nodes]:
+        work = np.empty(f_ptr[nodes] + r_ptr[nodes])
+    fronts = work[: f_ptr[nodes]]
+    sides = work[f_ptr[nodes] : f_ptr[nodes] + r_ptr[nodes]]
+    loc = np.full(n, -1, dtype=np.int64)  # a pixel's row in the current front
+    eliminated = np.zeros(n, dtype=np.bool_)
+    # Fortran arguments are pointers: one-element arrays.
+    lower = np.array([76], dtype=np.int8)  # 'L'
+    no = np.array([78], dtype=np.int8)  # 'N'
+    transposed = np.array([84], dtype=np.int8)  # 'T'
+    right = np.array([82], dtype=np.int8)  # 'R'
+    size_ = np.zeros(1, dtype=np.int32)
+    s_ = np.zeros(1, dtype=np.int32)
+    m_ = np.zeros(1, dtype=np.int32)
+    c_ = np.zeros(1, dtype=np.int32)
+    info = np.zeros(1, dtype=np.int32)
+    one = np.ones(1)
+    minus_one = -np.ones(1)
+
+    for k in range(nodes):
+        own = v_idx[v_ptr[k] : v_ptr[k + 1]]
+        ring = b_idx[b_ptr[k] : b_ptr[k + 1]]
+        s, m = len(own), len(ring)
+        size = s + m
+        if size == 0:
+            continue
+        for i in range(s):
+            loc[own[i]] = i
+        for i in range(m):
+            loc[ring[i]] = s + i
+        f = fronts[f_ptr[k] : f_ptr[k + 1]]  # f[i + j * size] = F[i, j]
+        r = sides[r_ptr[k] : r_ptr[k + 1]]  # r[i + c * size] = R[i, c]
+        f[:] = 0.0
+        r[:] = 0.0
+        for i in range(s):  # A's rows of V: D on the diagonal, -w to removed neighbours not yet eliminated
+            p = own[i]
+            row, col = p // width, p % width
+            for t in range(len(_DR)):
+                rr, cc = row + _DR[t], col + _DC[t]
+                if rr < 0 or rr >= height or cc < 0 or cc >= width:
+                    continue
+                q = rr * width + cc
+                w = _WEIGHT[t]
+                f[i + i * size] += w
+                if not removed[q]:  # a kept neighbour: to the right-hand side
+                    for ch in range(channels):
+                        r[i + ch * size] += w * values[ch, q]
+                elif not eliminated[q]:
+                    j = loc[q]
+                    f[i + j * size] -= w
+                    if j >= s:  # ring columns: the ring rows are assembled nowhere else
+                        f[j + i * size] -= w
+        for a in range(kid_ptr[k], kid_ptr[k + 1]):  # extend-add each child's update
+            child = kid_idx[a]
+            child_ring = b_idx[b_ptr[child] : b_ptr[child + 1]]
+            cm = len(child_ring)
+            cs = v_ptr[child + 1] - v_ptr[child]
+            csize = cs + cm
+            cf = fronts[f_ptr[child] : f_ptr[child + 1]]
+            cr = sides[r_ptr[child] : r_ptr[child + 1]]
+            for y in range(cm):
+                ly = loc[child_ring[y]]
+                for ch in range(channels):
+                    r[ly + ch * size] += cr[cs + y + ch * csize]
+                for x in range(y, cm):  # dsyrk left the lower triangle
+                    lx = loc[child_ring[x]]
+                    v = cf[cs + x + (cs + y) * csize]
+                    if lx >= ly:
+                        f[lx + ly * size] += v
+                    else:
+                        f[ly + lx * size] += v
+        if s == 0:
+            continue
+        size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
+        _dpotrf(lower.ctypes, s_.ctypes, f.ctypes, size_.ctypes, info.ctypes)  # L11
+        if info[0] != 0:
+            raise ValueError("ROAD imputation: the system is not positive definite")
+        _dtrsm(lower.ctypes, lower.ctypes, no.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
+               one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # y = L11^-1 R_V
+        if m > 0:
+            _dtrsm(right.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, m_.ctypes, s_.ctypes,
+                   one.ctypes, f.ctypes, size_.ctypes, f[s:].ctypes, size_.ctypes)  # L21
+            _dsyrk(lower.ctypes, no.ctypes, m_.ctypes, s_.ctypes, minus_one.ctypes, f[s:].ctypes,
+                   size_.ctypes, one.ctypes, f[s + s * size :].ctypes, size_.ctypes)  # F_BB -= L21 L21^T
+            _dgemm(no.ctypes, no.ctypes, m_.ctypes, c_.ctypes, s_.ctypes, minus_one.ctypes,
+                   f[s:].ctypes, size_.ctypes, r.ctypes, size_.ctypes, one.ctypes, r[s:].ctypes,
+                   size_.ctypes)  # R_B -= L21 y  # fmt: skip
+        for i in range(s):
+            eliminated[own[i]] = True
+
+    x = np.zeros((channels, n))
+    for k in range(nodes - 1, -1, -1):  # back substitution, root first: L11^T x_V = y - L21^T x_B
+        own = v_idx[v_ptr[k] : v_ptr[k + 1]]
+        ring = b_idx[b_ptr[k] : b_ptr[k + 1]]
+        s, m = len(own), len(ring)
+        if s == 0:
+            continue
+        size = s + m
+        f = fronts[f_ptr[k] : f_ptr[k + 1]]
+        r = sides[r_ptr[k] : r_ptr[k + 1]]
+        for ch in range(channels):
+            y = r[ch * size : ch * size + s].copy()
+            for j in range(s):
+                acc = 0.0
+                for i in range(m):
+                    acc += f[s + i + j * size] * x[ch, ring[i]]
+                y[j] -= acc
+            for j in range(s - 1, -1, -1):
+                acc = y[j]
+                for i in range(j + 1, s):
+                    acc -= f[i + j * size] * y[i]
+                y[j] = acc / f[j + j * size]
+            for i in range(s):
+                x[ch, own[i]] = y[i]
+    return x, work
