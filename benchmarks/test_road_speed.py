@@ -13,9 +13,9 @@ model's device, default cuda where there is one).
 
 The reference runs its forwards at batch = number of images, twice per fraction (it re-runs the
 unperturbed forward), and imputes on the CPU whatever the device; ours run 19 forwards per image,
-batched across fractions and images, channels_last, and impute on the model's device (SuperLU on
-CPU threads, multigrid conjugate gradients on a GPU). On the CPU both share the machine's cores: on a
-loaded machine both ratios move.
+batched across fractions and images, channels_last, and impute on the model's device (a
+multifrontal Cholesky on CPU threads, multigrid conjugate gradients on a GPU). On the CPU both share
+the machine's cores: on a loaded machine both ratios move.
 """
 
 from __future__ import annotations

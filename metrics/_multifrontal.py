@@ -59,7 +59,9 @@ def tree(height: int, width: int) -> tuple[np.ndarray, ...]:
     children: list[list[int]] = []
 
     def ring_of(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        points = [(r0 - 1, c) for c in range(c0 - 1, c1 + 1)] + [(r1, c) for c in range(c0 - 1, c1 + 1)]
+        points = [(r0 - 1, c) for c in range(c0 - 1, c1 + 1)] + [
+            (r1, c) for c in range(c0 - 1, c1 + 1)
+        ]
         points += [(r, c0 - 1) for r in range(r0, r1)] + [(r, c1) for r in range(r0, r1)]
         inside = [r * width + c for r, c in points if 0 <= r < height and 0 <= c < width]
         return np.array(inside, dtype=np.int64)
@@ -133,7 +135,9 @@ _WEIGHT = np.array([w for _, _, w in NEIGHBOURS])
 
 
 @numba.njit(nogil=True)  # not cacheable: it calls ctypes function pointers
-def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, kid_ptr, kid_idx, work):
+def _factor_solve(
+    removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, kid_ptr, kid_idx, work
+):
     """x [C, H*W] at the removed pixels (see the module doc). Each front is a column-major block of
     ``work`` kept after its elimination: L11 and L21 in its first s columns (for the back
     substitution), the update in its trailing block (for the parent's extend-add); the right-hand
@@ -179,9 +183,12 @@ def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, ki
             loc[ring[i]] = s + i
         f = fronts[f_ptr[k] : f_ptr[k + 1]]  # f[i + j * size] = F[i, j]
         r = sides[r_ptr[k] : r_ptr[k + 1]]  # r[i + c * size] = R[i, c]
-        f[:] = 0.0
+        for j in range(size):  # LAPACK/BLAS read and write only the lower triangle ('L')
+            f[j + j * size : (j + 1) * size] = 0.0
         r[:] = 0.0
-        for i in range(s):  # A's rows of V: D on the diagonal, -w to removed neighbours not yet eliminated
+        for i in range(
+            s
+        ):  # A's rows of V: D on the diagonal, -w to removed neighbours not eliminated
             p = own[i]
             row, col = p // width, p % width
             for t in range(len(_DR)):
@@ -194,11 +201,8 @@ def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, ki
                 if not removed[q]:  # a kept neighbour: to the right-hand side
                     for ch in range(channels):
                         r[i + ch * size] += w * values[ch, q]
-                elif not eliminated[q]:
-                    j = loc[q]
-                    f[i + j * size] -= w
-                    if j >= s:  # ring columns: the ring rows are assembled nowhere else
-                        f[j + i * size] -= w
+                elif not eliminated[q] and loc[q] > i:  # lower triangle only: F[loc[q], i]
+                    f[loc[q] + i * size] -= w
         for a in range(kid_ptr[k], kid_ptr[k + 1]):  # extend-add each child's update
             child = kid_idx[a]
             child_ring = b_idx[b_ptr[child] : b_ptr[child + 1]]
@@ -207,30 +211,65 @@ def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, ki
             csize = cs + cm
             cf = fronts[f_ptr[child] : f_ptr[child + 1]]
             cr = sides[r_ptr[child] : r_ptr[child + 1]]
+            rows = np.empty(cm, dtype=np.int64)  # the child's ring rows in this front
             for y in range(cm):
-                ly = loc[child_ring[y]]
+                rows[y] = loc[child_ring[y]]
+            for y in range(cm):
+                ly = rows[y]
                 for ch in range(channels):
                     r[ly + ch * size] += cr[cs + y + ch * csize]
+                column = cs + (cs + y) * csize
                 for x in range(y, cm):  # dsyrk left the lower triangle
-                    lx = loc[child_ring[x]]
-                    v = cf[cs + x + (cs + y) * csize]
+                    lx = rows[x]
                     if lx >= ly:
-                        f[lx + ly * size] += v
+                        f[lx + ly * size] += cf[column + x]
                     else:
-                        f[ly + lx * size] += v
+                        f[ly + lx * size] += cf[column + x]
         if s == 0:
             continue
         size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
         _dpotrf(lower.ctypes, s_.ctypes, f.ctypes, size_.ctypes, info.ctypes)  # L11
         if info[0] != 0:
             raise ValueError("ROAD imputation: the system is not positive definite")
-        _dtrsm(lower.ctypes, lower.ctypes, no.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
-               one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # y = L11^-1 R_V
+        _dtrsm(
+            lower.ctypes,
+            lower.ctypes,
+            no.ctypes,
+            no.ctypes,
+            s_.ctypes,
+            c_.ctypes,
+            one.ctypes,
+            f.ctypes,
+            size_.ctypes,
+            r.ctypes,
+            size_.ctypes,
+        )  # y = L11^-1 R_V
         if m > 0:
-            _dtrsm(right.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, m_.ctypes, s_.ctypes,
-                   one.ctypes, f.ctypes, size_.ctypes, f[s:].ctypes, size_.ctypes)  # L21
-            _dsyrk(lower.ctypes, no.ctypes, m_.ctypes, s_.ctypes, minus_one.ctypes, f[s:].ctypes,
-                   size_.ctypes, one.ctypes, f[s + s * size :].ctypes, size_.ctypes)  # F_BB -= L21 L21^T
+            _dtrsm(
+                right.ctypes,
+                lower.ctypes,
+                transposed.ctypes,
+                no.ctypes,
+                m_.ctypes,
+                s_.ctypes,
+                one.ctypes,
+                f.ctypes,
+                size_.ctypes,
+                f[s:].ctypes,
+                size_.ctypes,
+            )  # L21
+            _dsyrk(
+                lower.ctypes,
+                no.ctypes,
+                m_.ctypes,
+                s_.ctypes,
+                minus_one.ctypes,
+                f[s:].ctypes,
+                size_.ctypes,
+                one.ctypes,
+                f[s + s * size :].ctypes,
+                size_.ctypes,
+            )  # F_BB -= L21 L21^T
             _dgemm(no.ctypes, no.ctypes, m_.ctypes, c_.ctypes, s_.ctypes, minus_one.ctypes,
                    f[s:].ctypes, size_.ctypes, r.ctypes, size_.ctypes, one.ctypes, r[s:].ctypes,
                    size_.ctypes)  # R_B -= L21 y  # fmt: skip
@@ -247,18 +286,23 @@ def _factor_solve(removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, ki
         size = s + m
         f = fronts[f_ptr[k] : f_ptr[k + 1]]
         r = sides[r_ptr[k] : r_ptr[k + 1]]
+        known = np.empty(m)
         for ch in range(channels):
+            for i in range(m):
+                known[i] = x[ch, ring[i]]
             y = r[ch * size : ch * size + s].copy()
             for j in range(s):
                 acc = 0.0
+                column = s + j * size
                 for i in range(m):
-                    acc += f[s + i + j * size] * x[ch, ring[i]]
+                    acc += f[column + i] * known[i]
                 y[j] -= acc
             for j in range(s - 1, -1, -1):
                 acc = y[j]
+                column = j * size
                 for i in range(j + 1, s):
-                    acc -= f[i + j * size] * y[i]
-                y[j] = acc / f[j + j * size]
+                    acc -= f[column + i] * y[i]
+                y[j] = acc / f[column + j]
             for i in range(s):
                 x[ch, own[i]] = y[i]
     return x, work

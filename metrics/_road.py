@@ -1,8 +1,8 @@
 """The ROAD evaluation loop shared by ``road`` and ``road_accuracy``: rank once, impute every
 (image, order, fraction) once, run the model on the imputed images in batches.
 
-``2 * len(fractions)`` systems per image. With the model on the CPU they are solved by SuperLU on
-``workers`` threads (None: one per core); on an accelerator, there, all systems of ``batch_size //
+``2 * len(fractions)`` systems per image. With the model on the CPU they are solved by a
+multifrontal Cholesky (:mod:`metrics._multifrontal`) on ``workers`` threads (None: one per core); on an accelerator, there, all systems of ``batch_size //
 (2 * len(fractions))`` images at once by multigrid-preconditioned conjugate gradients
 (:mod:`metrics._multigrid`; same systems, same noise, equal to float32 precision). The forwards run
 on the model's device, batched across fractions and images in chunks of ``batch_size`` images. Both
@@ -135,7 +135,7 @@ def road_outputs(
 
 def solves_on_device(device: torch.device) -> bool:
     """Impute where the model runs (multigrid conjugate gradients) on an accelerator; on the CPU,
-    SuperLU on threads is faster."""
+    the multifrontal Cholesky on threads is faster."""
     return device.type != "cpu"
 
 

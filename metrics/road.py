@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from benchmark.timing import timed
 from metrics import register_metric
 from metrics._road import FRACTIONS, RoadMetric, target_probabilities
 
@@ -43,7 +44,11 @@ class Road(RoadMetric):
 
     def __call__(self, *, model, images, targets, saliency, masks=None):
         probs, _ = self.outputs(model, images, targets, saliency, masks, pixel_space=False)
-        original = target_probabilities(model, images, targets, self.batch_size).cpu()
+        original, seconds = timed(
+            target_probabilities, model, images, targets, self.batch_size, device=images.device
+        )
+        self.timings["forward"] = self.timings.get("forward", 0.0) + seconds
+        original = original.cpu()
         change = 100.0 * (probs.double() - original.double()[:, None, None])  # [B, 2, F]
         morf, lerf = change.mean(dim=2).unbind(1)
         return {

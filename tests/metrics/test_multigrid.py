@@ -1,4 +1,5 @@
-"""The accelerator's ROAD imputation (multigrid conjugate gradients) against SuperLU's, on the CPU;
+"""The accelerator's ROAD imputation (multigrid conjugate gradients) against the CPU's direct
+solver, run on the CPU;
 and, where a GPU exists, the whole ``road`` metric there against the CPU."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from metrics._imputation import impute_many
 from metrics._multigrid import impute_on_device, solve_imputation
 
 
-def _superlu(images, removed, noise=0.0, seeds=None):
+def _direct(images, removed, noise=0.0, seeds=None):
     seeds = seeds or [None] * len(images)
     tasks = [
         (i.numpy(), r.numpy(), noise, s) for i, r, s in zip(images, removed, seeds, strict=True)
@@ -34,14 +35,14 @@ def _cam_masks(count, size, fractions, generator):
 
 
 @pytest.mark.parametrize("size", [(28, 28), (37, 23), (64, 64)])
-def test_matches_superlu(size):
+def test_matches_direct(size):
     g = torch.Generator().manual_seed(0)
     cam = _cam_masks(2, size, (0.1, 0.5, 0.95), g)
     scattered = torch.rand(3, *size, generator=g) < torch.tensor([0.05, 0.5, 0.95]).view(3, 1, 1)
     removed = torch.cat([cam, scattered])
     images = torch.randn(len(removed), 3, *size, generator=g, dtype=torch.float64)
     ours, iterations = solve_imputation(images, removed)
-    np.testing.assert_allclose(ours.numpy(), _superlu(images, removed), atol=1e-7)
+    np.testing.assert_allclose(ours.numpy(), _direct(images, removed), atol=1e-7)
     assert 0 < iterations <= 40
 
 
@@ -64,7 +65,7 @@ def test_same_noise_as_the_cpu_imputation():
     images = torch.randn(len(removed), 3, 20, 20, generator=g, dtype=torch.float64)
     seeds = [[7, 0, k] for k in range(len(removed))]
     ours = impute_on_device(images, removed, 0.05, seeds)
-    np.testing.assert_allclose(ours.numpy(), _superlu(images, removed, 0.05, seeds), atol=1e-7)
+    np.testing.assert_allclose(ours.numpy(), _direct(images, removed, 0.05, seeds), atol=1e-7)
 
 
 def test_road_gives_the_same_scores_with_either_solver(small_cnn, monkeypatch):
@@ -73,11 +74,11 @@ def test_road_gives_the_same_scores_with_either_solver(small_cnn, monkeypatch):
     saliency = torch.rand(3, 20, 20, generator=g)
     call = dict(model=small_cnn, images=images, targets=torch.tensor([0, 1, 4]), saliency=saliency)
     metric = create_metric("road", batch_size=40)  # two images' 36 systems per solve
-    superlu = metric(**call)
+    direct = metric(**call)
     monkeypatch.setattr(metrics._road, "solves_on_device", lambda device: True)
     multigrid = metric(**call)
-    for name in superlu:
-        torch.testing.assert_close(multigrid[name], superlu[name], atol=1e-4, rtol=0)
+    for name in direct:
+        torch.testing.assert_close(multigrid[name], direct[name], atol=1e-4, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
