@@ -285,24 +285,18 @@ def _factor_solve(
             continue
         size = s + m
         f = fronts[f_ptr[k] : f_ptr[k + 1]]
-        r = sides[r_ptr[k] : r_ptr[k + 1]]
-        known = np.empty(m)
-        for ch in range(channels):
-            for i in range(m):
-                known[i] = x[ch, ring[i]]
-            y = r[ch * size : ch * size + s].copy()
-            for j in range(s):
-                acc = 0.0
-                column = s + j * size
+        r = sides[r_ptr[k] : r_ptr[k + 1]]  # rows :s hold y; rows s: (consumed) take x_B
+        size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
+        if m > 0:
+            for ch in range(channels):
                 for i in range(m):
-                    acc += f[column + i] * known[i]
-                y[j] -= acc
-            for j in range(s - 1, -1, -1):
-                acc = y[j]
-                column = j * size
-                for i in range(j + 1, s):
-                    acc -= f[column + i] * y[i]
-                y[j] = acc / f[column + j]
+                    r[s + i + ch * size] = x[ch, ring[i]]
+            _dgemm(transposed.ctypes, no.ctypes, s_.ctypes, c_.ctypes, m_.ctypes,
+                   minus_one.ctypes, f[s:].ctypes, size_.ctypes, r[s:].ctypes, size_.ctypes,
+                   one.ctypes, r.ctypes, size_.ctypes)  # y -= L21^T x_B  # fmt: skip
+        _dtrsm(lower.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
+               one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # fmt: skip
+        for ch in range(channels):
             for i in range(s):
-                x[ch, own[i]] = y[i]
+                x[ch, own[i]] = r[i + ch * size]
     return x, work
