@@ -66,10 +66,16 @@ def impute_many(
     if workers is None:
         workers = available_cores()
     if workers > 1 and len(tasks) > 1:
+        # Largest systems first, so that the workers finish together.
+        largest_first = sorted(range(len(tasks)), key=lambda i: -np.count_nonzero(tasks[i][1]))
         # One BLAS thread per worker: threaded BLAS calls inside every worker oversubscribe the
         # cores (36 systems of 224x224 on 2 cores: 2.1 s, against 0.72 s with this limit).
         with threadpool_limits(1, user_api="blas"):
-            return list(_pool(workers).map(one, tasks))
+            solved = _pool(workers).map(one, [tasks[i] for i in largest_first])
+            out: list = [None] * len(tasks)
+            for i, image in zip(largest_first, solved, strict=True):
+                out[i] = image
+            return out
     return [one(task) for task in tasks]
 
 

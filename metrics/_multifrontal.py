@@ -121,11 +121,10 @@ def solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     elif flat.any():
         own_ptr, own, kid_ptr, kids, ring_ptr, ring = tree(height, width)
         work = getattr(_scratch, "work", np.empty(0))
-        x, _scratch.work = _factor_solve(
+        _scratch.work = _factor_solve(
             flat, out, height, width, *_removed_only(own_ptr, own, flat),
             *_removed_only(ring_ptr, ring, flat), kid_ptr, kids, work,
         )  # fmt: skip
-        out[:, flat] = x[:, flat]
     return out.reshape(channels, height, width)
 
 
@@ -138,10 +137,11 @@ _WEIGHT = np.array([w for _, _, w in NEIGHBOURS])
 def _factor_solve(
     removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, kid_ptr, kid_idx, work
 ):
-    """x [C, H*W] at the removed pixels (see the module doc). Each front is a column-major block of
-    ``work`` kept after its elimination: L11 and L21 in its first s columns (for the back
-    substitution), the update in its trailing block (for the parent's extend-add); the right-hand
-    sides likewise, [size x C] per node. ``work`` is returned, grown if it was too small."""
+    """Writes the solution into ``values`` [C, H*W] at the removed pixels (the kept ones are only
+    read). Each front is a column-major block of ``work`` kept after its elimination: L11 and L21 in
+    its first s columns (for the back substitution), the update in its trailing block (for the
+    parent's extend-add); the right-hand sides likewise, [size x C] per node. ``work`` is
+    returned, grown if it was too small."""
     n = height * width
     channels = values.shape[0]
     nodes = len(v_ptr) - 1
@@ -276,7 +276,7 @@ def _factor_solve(
         for i in range(s):
             eliminated[own[i]] = True
 
-    x = np.zeros((channels, n))
+    x = values  # kept pixels are never written, removed ones never read before they are solved
     for k in range(nodes - 1, -1, -1):  # back substitution, root first: L11^T x_V = y - L21^T x_B
         own = v_idx[v_ptr[k] : v_ptr[k + 1]]
         ring = b_idx[b_ptr[k] : b_ptr[k + 1]]
@@ -299,4 +299,4 @@ def _factor_solve(
         for ch in range(channels):
             for i in range(s):
                 x[ch, own[i]] = r[i + ch * size]
-    return x, work
+    return work
