@@ -17,8 +17,11 @@ then the back substitution runs root first. Kept pixels never enter a front, so 
 the removed pixels only, as a sparse direct solver's would, but in dense BLAS-3 blocks and without
 any symbolic analysis: the tree is the same for every mask of a size (cached). About 3x faster
 than SciPy's SuperLU on the same ordering, measured on one thread here: 18 systems of 224x224 (9
-fractions x 2 orders) 0.55 s vs 1.6 s; 28x28 images 0.27 vs 0.79 ms per system. Each thread keeps a
-work buffer (~40 MB at 224x224). numba compiles the kernel once per process (~5 s; it cannot be
+fractions x 2 orders) 0.55 s vs 1.6 s; 28x28 images 0.27 vs 0.79 ms per system. As in any
+multifrontal solver only each front's factor columns are kept (at most 20 MB at 224x224, every
+pixel removed); the update blocks wait on a stack for their parent, and every front is assembled
+and factorised in one reused buffer, which stays in cache. Each thread keeps its work buffer.
+numba compiles the kernel once per process (~5 s; it cannot be
 cached on disk, as it calls the BLAS through function pointers).
 """
 
@@ -140,25 +143,41 @@ def _factor_solve(
     removed, values, height, width, v_ptr, v_idx, b_ptr, b_idx, kid_ptr, kid_idx, work
 ):
     """Writes the solution into ``values`` [C, H*W] at the removed pixels (the kept ones are only
-    read). Each front is a column-major block of ``work`` kept after its elimination: L11 and L21 in
-    its first s columns (for the back substitution), the update in its trailing block (for the
-    parent's extend-add); the right-hand sides likewise, [size x C] per node. ``work`` is
-    returned, grown if it was too small."""
+    read). ``work`` holds, in this order: the factor store (each node's L11 and L21, its front's
+    first s columns, kept for the back substitution), the right-hand sides ([size x C] per node),
+    the stack of update blocks (F_BB after elimination, lower triangle, until the parent adds it)
+    and one front, assembled and factorised in place (it stays in cache). ``work`` is returned,
+    grown if it was too small."""
     n = height * width
     channels = values.shape[0]
     nodes = len(v_ptr) - 1
-    f_ptr = np.zeros(nodes + 1, dtype=np.int64)
+    l_ptr = np.zeros(nodes + 1, dtype=np.int64)  # factor store: size x s per node
     r_ptr = np.zeros(nodes + 1, dtype=np.int64)
-    for k in range(nodes):
-        size = v_ptr[k + 1] - v_ptr[k] + b_ptr[k + 1] - b_ptr[k]
-        f_ptr[k + 1] = f_ptr[k] + size * size
-        r_ptr[k + 1] = r_ptr[k] + size * channels
-    if len(work) < f_ptr[nodes] + r_ptr[nodes]:
-        work = np.empty(f_ptr[nodes] + r_ptr[nodes])
-    fronts = work[: f_ptr[nodes]]
-    sides = work[f_ptr[nodes] : f_ptr[nodes] + r_ptr[nodes]]
+    stack_at = np.zeros(nodes, dtype=np.int64)  # where a node's update block starts on the stack
+    stack = 0
+    stack_peak = 0
+    front_max = 0
+    for k in range(nodes):  # sizes; the stack is simulated in the same (children-first) order
+        s = v_ptr[k + 1] - v_ptr[k]
+        m = b_ptr[k + 1] - b_ptr[k]
+        l_ptr[k + 1] = l_ptr[k] + (s + m) * s
+        r_ptr[k + 1] = r_ptr[k] + (s + m) * channels
+        front_max = max(front_max, (s + m) * (s + m))
+        if kid_ptr[k + 1] > kid_ptr[k]:
+            stack = stack_at[kid_idx[kid_ptr[k]]]  # the children's blocks are the top ones
+        stack_at[k] = stack
+        stack += m * m
+        stack_peak = max(stack_peak, stack)
+    needed = l_ptr[nodes] + r_ptr[nodes] + stack_peak + front_max
+    if len(work) < needed:
+        work = np.empty(needed)
+    factors = work[: l_ptr[nodes]]
+    sides = work[l_ptr[nodes] : l_ptr[nodes] + r_ptr[nodes]]
+    updates = work[l_ptr[nodes] + r_ptr[nodes] : l_ptr[nodes] + r_ptr[nodes] + stack_peak]
+    front = work[l_ptr[nodes] + r_ptr[nodes] + stack_peak : needed]
     loc = np.full(n, -1, dtype=np.int64)  # a pixel's row in the current front
     eliminated = np.zeros(n, dtype=np.bool_)
+    rows = np.empty(n, dtype=np.int64)  # a child's ring rows in the current front
     # Fortran arguments are pointers: one-element arrays.
     lower = np.array([76], dtype=np.int8)  # 'L'
     no = np.array([78], dtype=np.int8)  # 'N'
@@ -183,14 +202,13 @@ def _factor_solve(
             loc[own[i]] = i
         for i in range(m):
             loc[ring[i]] = s + i
-        f = fronts[f_ptr[k] : f_ptr[k + 1]]  # f[i + j * size] = F[i, j]
+        f = front[: size * size]  # f[i + j * size] = F[i, j]
         r = sides[r_ptr[k] : r_ptr[k + 1]]  # r[i + c * size] = R[i, c]
         for j in range(size):  # LAPACK/BLAS read and write only the lower triangle ('L')
             f[j + j * size : (j + 1) * size] = 0.0
         r[:] = 0.0
-        for i in range(
-            s
-        ):  # A's rows of V: D on the diagonal, -w to removed neighbours not eliminated
+        # A's rows of V: D on the diagonal, -w to removed neighbours not yet eliminated.
+        for i in range(s):
             p = own[i]
             row, col = p // width, p % width
             for t in range(len(_DR)):
@@ -205,78 +223,51 @@ def _factor_solve(
                         r[i + ch * size] += w * values[ch, q]
                 elif not eliminated[q] and loc[q] > i:  # lower triangle only: F[loc[q], i]
                     f[loc[q] + i * size] -= w
-        for a in range(kid_ptr[k], kid_ptr[k + 1]):  # extend-add each child's update
+        for a in range(kid_ptr[k], kid_ptr[k + 1]):  # extend-add each child's update block
             child = kid_idx[a]
             child_ring = b_idx[b_ptr[child] : b_ptr[child + 1]]
             cm = len(child_ring)
             cs = v_ptr[child + 1] - v_ptr[child]
             csize = cs + cm
-            cf = fronts[f_ptr[child] : f_ptr[child + 1]]
             cr = sides[r_ptr[child] : r_ptr[child + 1]]
-            rows = np.empty(cm, dtype=np.int64)  # the child's ring rows in this front
+            block = updates[stack_at[child] : stack_at[child] + cm * cm]  # [cm x cm], lower
             for y in range(cm):
                 rows[y] = loc[child_ring[y]]
             for y in range(cm):
                 ly = rows[y]
                 for ch in range(channels):
                     r[ly + ch * size] += cr[cs + y + ch * csize]
-                column = cs + (cs + y) * csize
-                for x in range(y, cm):  # dsyrk left the lower triangle
+                for x in range(y, cm):
                     lx = rows[x]
                     if lx >= ly:
-                        f[lx + ly * size] += cf[column + x]
+                        f[lx + ly * size] += block[x + y * cm]
                     else:
-                        f[ly + lx * size] += cf[column + x]
-        if s == 0:
-            continue
-        size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
-        _dpotrf(lower.ctypes, s_.ctypes, f.ctypes, size_.ctypes, info.ctypes)  # L11
-        if info[0] != 0:
-            raise ValueError("ROAD imputation: system not positive definite (non-finite input?)")
-        _dtrsm(
-            lower.ctypes,
-            lower.ctypes,
-            no.ctypes,
-            no.ctypes,
-            s_.ctypes,
-            c_.ctypes,
-            one.ctypes,
-            f.ctypes,
-            size_.ctypes,
-            r.ctypes,
-            size_.ctypes,
-        )  # y = L11^-1 R_V
-        if m > 0:
-            _dtrsm(
-                right.ctypes,
-                lower.ctypes,
-                transposed.ctypes,
-                no.ctypes,
-                m_.ctypes,
-                s_.ctypes,
-                one.ctypes,
-                f.ctypes,
-                size_.ctypes,
-                f[s:].ctypes,
-                size_.ctypes,
-            )  # L21
-            _dsyrk(
-                lower.ctypes,
-                no.ctypes,
-                m_.ctypes,
-                s_.ctypes,
-                minus_one.ctypes,
-                f[s:].ctypes,
-                size_.ctypes,
-                one.ctypes,
-                f[s + s * size :].ctypes,
-                size_.ctypes,
-            )  # F_BB -= L21 L21^T
-            _dgemm(no.ctypes, no.ctypes, m_.ctypes, c_.ctypes, s_.ctypes, minus_one.ctypes,
-                   f[s:].ctypes, size_.ctypes, r.ctypes, size_.ctypes, one.ctypes, r[s:].ctypes,
-                   size_.ctypes)  # R_B -= L21 y  # fmt: skip
-        for i in range(s):
-            eliminated[own[i]] = True
+                        f[ly + lx * size] += block[x + y * cm]
+        update = updates[stack_at[k] : stack_at[k] + m * m]  # over the children's, now added
+        if s > 0:
+            size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
+            _dpotrf(lower.ctypes, s_.ctypes, f.ctypes, size_.ctypes, info.ctypes)  # L11
+            if info[0] != 0:
+                raise ValueError(
+                    "ROAD imputation: system not positive definite (non-finite input?)"
+                )
+            _dtrsm(lower.ctypes, lower.ctypes, no.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
+                   one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # y = L11^-1 R_V  # fmt: skip
+            if m > 0:
+                _dtrsm(right.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, m_.ctypes,
+                       s_.ctypes, one.ctypes, f.ctypes, size_.ctypes, f[s:].ctypes,
+                       size_.ctypes)  # L21  # fmt: skip
+                _dsyrk(lower.ctypes, no.ctypes, m_.ctypes, s_.ctypes, minus_one.ctypes,
+                       f[s:].ctypes, size_.ctypes, one.ctypes, f[s + s * size :].ctypes,
+                       size_.ctypes)  # F_BB -= L21 L21^T  # fmt: skip
+                _dgemm(no.ctypes, no.ctypes, m_.ctypes, c_.ctypes, s_.ctypes, minus_one.ctypes,
+                       f[s:].ctypes, size_.ctypes, r.ctypes, size_.ctypes, one.ctypes,
+                       r[s:].ctypes, size_.ctypes)  # R_B -= L21 y  # fmt: skip
+            factors[l_ptr[k] : l_ptr[k + 1]] = f[: size * s]  # L11, L21: the first s columns
+            for i in range(s):
+                eliminated[own[i]] = True
+        for y in range(m):  # push F_BB (lower triangle) for the parent
+            update[y + y * m : (y + 1) * m] = f[s + y + (s + y) * size : (s + y + 1) * size]
 
     x = values  # kept pixels are never written, removed ones never read before they are solved
     for k in range(nodes - 1, -1, -1):  # back substitution, root first: L11^T x_V = y - L21^T x_B
@@ -286,7 +277,7 @@ def _factor_solve(
         if s == 0:
             continue
         size = s + m
-        f = fronts[f_ptr[k] : f_ptr[k + 1]]
+        f = factors[l_ptr[k] : l_ptr[k + 1]]
         r = sides[r_ptr[k] : r_ptr[k + 1]]  # rows :s hold y; rows s: (consumed) take x_B
         size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
         if m > 0:
