@@ -22,13 +22,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 
-def _add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed) -> None:
-    """Add :func:`noise_values` onto the removed pixels of out [C,H,W] (in place)."""
-    values = noise_values(removed, out.shape[0], noise, seed)
-    if values is not None:
-        out.reshape(out.shape[0], -1)[:, np.flatnonzero(removed)] += values
-
-
 def noise_values(removed: np.ndarray, channels: int, noise: float, seed) -> np.ndarray | None:
     """``noise * N(0,1)`` [C, m] from ``default_rng(seed)`` for the ``m`` removed pixels [H,W] in
     ascending flat-index order (None without noise or removed pixels)."""
@@ -54,13 +47,16 @@ def impute_many(
 ) -> list[np.ndarray]:
     """:func:`impute` over ``(image, removed, noise, seed)`` tasks, on ``workers`` threads (the
     solver releases the GIL; None: one per core, 0 or 1: in this thread)."""
-    from metrics._multifrontal import solve  # numba: imported, and compiled (~5 s), on first use
+    # numba: imported, and compiled (~5 s), on first use
+    from metrics._multifrontal import add_at_removed, solve
 
     def one(task: tuple[np.ndarray, np.ndarray, float, int | None]) -> np.ndarray:
         image, removed, noise, seed = task
         removed = np.asarray(removed, dtype=bool)
         out = solve(np.asarray(image, dtype=np.float64), removed)
-        _add_noise(out, removed, noise, seed)
+        values = noise_values(removed, out.shape[0], noise, seed)
+        if values is not None:
+            add_at_removed(out.reshape(out.shape[0], -1), removed.reshape(-1), values)
         return out
 
     if workers is None:

@@ -92,6 +92,15 @@ def tree(height: int, width: int) -> tuple[np.ndarray, ...]:
         return len(own) - 1
 
     split(0, height, 0, width)
+    # Order every ring as its pixels stand in the parent's front (own pixels, then ring), parents
+    # first: a child's update block then maps onto the parent's front in increasing rows, and the
+    # extend-add needs no test for which triangle an entry falls in.
+    for parent in range(len(own) - 1, -1, -1):
+        front = np.concatenate([own[parent], ring[parent]])
+        position = np.empty(height * width, dtype=np.int64)
+        position[front] = np.arange(len(front))
+        for child in children[parent]:
+            ring[child] = ring[child][np.argsort(position[ring[child]])]
     return (*_csr(own), *_csr(children), *_csr(ring))
 
 
@@ -102,12 +111,32 @@ def _csr(rows: list) -> tuple[np.ndarray, np.ndarray]:
     return pointers, np.concatenate(flat) if pointers[-1] else np.zeros(0, dtype=np.int64)
 
 
-def _removed_only(pointers: np.ndarray, pixels: np.ndarray, removed: np.ndarray):
-    """A CSR pair restricted to the removed pixels."""
-    keep = removed[pixels]
-    running = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(keep, out=running[1:])
-    return running[pointers], pixels[keep]
+@numba.njit(nogil=True, cache=True)
+def _removed_only(pointers, pixels, removed):
+    """A CSR pair restricted to the removed pixels (order kept)."""
+    kept_pointers = np.empty_like(pointers)
+    kept = np.empty(len(pixels), dtype=np.int64)
+    count = 0
+    kept_pointers[0] = 0
+    for row in range(len(pointers) - 1):
+        for i in range(pointers[row], pointers[row + 1]):
+            if removed[pixels[i]]:
+                kept[count] = pixels[i]
+                count += 1
+        kept_pointers[row + 1] = count
+    return kept_pointers, kept[:count]
+
+
+@numba.njit(nogil=True, cache=True)
+def add_at_removed(values, removed, extra):
+    """``values[:, p] += extra[:, j]`` for the j-th removed pixel p in ascending order (values
+    [C, N], removed [N], extra [C, m]): a fancy-indexed ``+=`` costs ~8x more."""
+    j = 0
+    for p in range(len(removed)):
+        if removed[p]:
+            for ch in range(values.shape[0]):
+                values[ch, p] += extra[ch, j]
+            j += 1
 
 
 _scratch = threading.local()  # one work buffer per thread, grown as needed
@@ -237,12 +266,8 @@ def _factor_solve(
                 ly = rows[y]
                 for ch in range(channels):
                     r[ly + ch * size] += cr[cs + y + ch * csize]
-                for x in range(y, cm):
-                    lx = rows[x]
-                    if lx >= ly:
-                        f[lx + ly * size] += block[x + y * cm]
-                    else:
-                        f[ly + lx * size] += block[x + y * cm]
+                for x in range(y, cm):  # rows increase (see tree): the lower triangle to the lower
+                    f[rows[x] + ly * size] += block[x + y * cm]
         update = updates[stack_at[k] : stack_at[k] + m * m]  # over the children's, now added
         if s > 0:
             size_[0], s_[0], m_[0], c_[0] = size, s, m, channels
