@@ -112,7 +112,7 @@ def _csr(rows: list) -> tuple[np.ndarray, np.ndarray]:
     return pointers, np.concatenate(flat) if pointers[-1] else np.zeros(0, dtype=np.int64)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _removed_only(pointers, pixels, removed):
     """A CSR pair restricted to the removed pixels (order kept)."""
     kept_pointers = np.empty_like(pointers)
@@ -128,7 +128,7 @@ def _removed_only(pointers, pixels, removed):
     return kept_pointers, kept[:count]
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def add_at_removed(values, removed, extra):
     """``values[:, p] += extra[:, j]`` for the j-th removed pixel p in ascending order (values
     [C, N], removed [N], extra [C, m]): a fancy-indexed ``+=`` costs ~8x more."""
