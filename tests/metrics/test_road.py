@@ -108,3 +108,22 @@ def test_road_accuracy_imputes_in_pixel_space(small_cnn):
                                       pixel_space=pixel_space, **kw)  # fmt: skip
         expected = small_cnn.probabilities(filled)[0, 1]
         torch.testing.assert_close(probs[0, 0, 0], expected, atol=1e-6, rtol=0)
+
+
+def test_cpu_forwards_in_single_threaded_chunks_match_one_batch(small_cnn, monkeypatch):
+    from metrics import _road
+
+    images, _ = _batch(n=11)
+    targets = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0])
+    with torch.no_grad():
+        expected = small_cnn.probabilities(images)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the pool even on a 1-core machine
+    monkeypatch.setattr(_road, "CPU_CHUNK_VALUES", 3 * images[0].numel())  # chunks of 3: 3,3,3,2
+    with torch.enable_grad():
+        probs, hits = _road._forward(small_cnn, images, targets, batch_size=64)
+    assert not probs.requires_grad  # no graph, though the worker threads start with grad mode on
+    torch.testing.assert_close(probs, expected.gather(1, targets.view(-1, 1))[:, 0])
+    assert torch.equal(hits, expected.argmax(1) == targets)
+    monkeypatch.undo()
+    assert torch.get_num_threads() == threads  # the caller's thread count is untouched
