@@ -153,26 +153,22 @@ CPU_CHUNK_VALUES = 4 * 3 * 224 * 224
 def _forward(model, images: Tensor, targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     """(target-class softmax probability [N], top-1 == target [N]) in chunks of ``batch_size``
     images (on the CPU, of at most CPU_CHUNK_VALUES input values, on one core each)."""
-    if images.device.type != "cpu":
-        starts = range(0, len(images), batch_size)
-        return _joined([_scores(model, images, targets, s, batch_size) for s in starts])
-    chunk = max(1, min(batch_size, CPU_CHUNK_VALUES // max(1, images[0].numel())))
-    starts = range(0, len(images), chunk)
-    workers = min(torch.get_num_threads(), len(starts))
-    if workers <= 1:
-        return _joined([_scores(model, images, targets, s, chunk) for s in starts])
-    pool = _single_threaded_pool(workers)
-    return _joined(list(pool.map(lambda s: _scores(model, images, targets, s, chunk), starts)))
+    chunk, run = batch_size, map
+    if images.device.type == "cpu":
+        chunk = max(1, min(batch_size, CPU_CHUNK_VALUES // max(1, images[0].numel())))
+        workers = min(torch.get_num_threads(), -(-len(images) // chunk))
+        if workers > 1:
+            run = _single_threaded_pool(workers).map
+    scores = list(
+        run(lambda s: _scores(model, images, targets, s, chunk), range(0, len(images), chunk))
+    )
+    return torch.cat([p for p, _ in scores]), torch.cat([hit for _, hit in scores])
 
 
 def _scores(model, images: Tensor, targets: Tensor, start: int, size: int) -> tuple[Tensor, Tensor]:
     p = model.probabilities(images[start : start + size])  # no graph, in any thread
-    t = targets[start : start + size].view(-1, 1)
-    return p.gather(1, t)[:, 0], p.argmax(1) == t[:, 0]
-
-
-def _joined(scores: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    return torch.cat([p for p, _ in scores]), torch.cat([hit for _, hit in scores])
+    t = targets[start : start + size]
+    return p.gather(1, t.view(-1, 1))[:, 0], p.argmax(1) == t
 
 
 @lru_cache(maxsize=4)
