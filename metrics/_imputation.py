@@ -22,13 +22,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 
-def noise_values(removed: np.ndarray, channels: int, noise: float, seed) -> np.ndarray | None:
-    """``noise * N(0,1)`` [C, m] from ``default_rng(seed)`` for the ``m`` removed pixels [H,W] in
-    ascending flat-index order (None without noise or removed pixels)."""
+def add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed) -> None:
+    """Add ``noise * N(0,1)`` from ``default_rng(seed)``, [C, m], onto the ``m`` removed pixels
+    [H,W] of ``out`` [C,H,W] in ascending flat-index order (in place; the CPU and GPU solvers' one
+    draw)."""
     count = int(np.count_nonzero(removed))
-    if not noise or not count:
-        return None
-    return noise * np.random.default_rng(seed).standard_normal((channels, count))
+    if noise and count:
+        from metrics._multifrontal import add_at_removed  # numba, as the solver
+
+        values = noise * np.random.default_rng(seed).standard_normal((out.shape[0], count))
+        add_at_removed(out.reshape(out.shape[0], -1), removed.reshape(-1), values)
 
 
 def impute(
@@ -47,16 +50,13 @@ def impute_many(
 ) -> list[np.ndarray]:
     """:func:`impute` over ``(image, removed, noise, seed)`` tasks, on ``workers`` threads (the
     solver releases the GIL; None: one per core, 0 or 1: in this thread)."""
-    # numba: imported, and compiled (~5 s), on first use
-    from metrics._multifrontal import add_at_removed, solve
+    from metrics._multifrontal import solve  # numba: imported, and compiled (~5 s), on first use
 
     def one(task: tuple[np.ndarray, np.ndarray, float, int | None]) -> np.ndarray:
         image, removed, noise, seed = task
         removed = np.asarray(removed, dtype=bool)
         out = solve(np.asarray(image, dtype=np.float64), removed)
-        values = noise_values(removed, out.shape[0], noise, seed)
-        if values is not None:
-            add_at_removed(out.reshape(out.shape[0], -1), removed.reshape(-1), values)
+        add_noise(out, removed, noise, seed)
         return out
 
     if workers is None:

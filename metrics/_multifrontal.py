@@ -96,9 +96,9 @@ def tree(height: int, width: int) -> tuple[np.ndarray, ...]:
     # Order every ring as its pixels stand in the parent's front (own pixels, then ring), parents
     # first: a child's update block then maps onto the parent's front in increasing rows, and the
     # extend-add needs no test for which triangle an entry falls in.
+    position = np.empty(height * width, dtype=np.int64)  # a pixel's row in the parent's front
     for parent in range(len(own) - 1, -1, -1):
         front = np.concatenate([own[parent], ring[parent]])
-        position = np.empty(height * width, dtype=np.int64)
         position[front] = np.arange(len(front))
         for child in children[parent]:
             ring[child] = ring[child][np.argsort(position[ring[child]])]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metrics._imputation import _pool, noise_values
+from metrics._imputation import _pool, add_noise
 
 # 3x3 stencil offsets, row-major as F.unfold lists them; index 4 is the centre.
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
@@ -235,10 +235,8 @@ def impute_on_device(images: Tensor, removed: Tensor, noise: float, seeds: Seque
 
 
 def _noise_field(removed: np.ndarray, channels: int, noise: float, seeds: Sequence) -> np.ndarray:
-    """[T,C,H,W] float64: :func:`noise_values` at each system's removed pixels, 0 elsewhere."""
-    field = np.zeros((len(removed), channels, removed[0].size))
+    """[T,C,H,W] float64: :func:`add_noise` at each system's removed pixels, 0 elsewhere."""
+    field = np.zeros((len(removed), channels, *removed.shape[1:]))
     for out, mask, seed in zip(field, removed, seeds, strict=True):
-        values = noise_values(mask, channels, noise, seed)
-        if values is not None:
-            out[:, np.flatnonzero(mask)] = values
-    return field.reshape(len(removed), channels, *removed.shape[1:])
+        add_noise(out, mask, noise, seed)
+    return field

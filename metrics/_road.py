@@ -153,15 +153,13 @@ CPU_CHUNK_VALUES = 4 * 3 * 224 * 224
 def _forward(model, images: Tensor, targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     """(target-class softmax probability [N], top-1 == target [N]) in chunks of ``batch_size``
     images (on the CPU, of at most CPU_CHUNK_VALUES input values, on one core each)."""
-    chunk, run = batch_size, map
-    if images.device.type == "cpu":
-        chunk = max(1, min(batch_size, CPU_CHUNK_VALUES // max(1, images[0].numel())))
-        workers = min(torch.get_num_threads(), -(-len(images) // chunk))
-        if workers > 1:
-            run = _single_threaded_pool(workers).map
-    scores = list(
-        run(lambda s: _scores(model, images, targets, s, chunk), range(0, len(images), chunk))
-    )
+    on_cpu = images.device.type == "cpu"
+    if on_cpu:
+        batch_size = min(batch_size, max(1, CPU_CHUNK_VALUES // max(1, images[0].numel())))
+    starts = range(0, len(images), batch_size)
+    workers = min(torch.get_num_threads(), len(starts)) if on_cpu else 1
+    run = _single_threaded_pool(workers).map if workers > 1 else map
+    scores = list(run(lambda s: _scores(model, images, targets, s, batch_size), starts))
     return torch.cat([p for p, _ in scores]), torch.cat([hit for _, hit in scores])
 
 
