@@ -3,10 +3,12 @@
 A suite is a TOML file in ``benchmark/suites/`` (or any path)::
 
     description = "..."
+    extends = "default"           # optional: start from another suite, override what follows
     seed = 0
     batch_size = 16
     explainers = ["*"]            # shell wildcards over the registry (default: all)
     metrics = ["*"]               # (default: all; mask metrics run only where masks exist)
+    max_cost = 1000               # optional: leave out plugins costing more evaluations per image
 
     [[grid]]                      # one block per dataset
     dataset = "synthetic"
@@ -22,7 +24,9 @@ A suite is a TOML file in ``benchmark/suites/`` (or any path)::
     [metric_params.road]
     fractions = [0.1, 0.5, 0.9]
 
-Unknown keys are errors; CLI flags narrow or override (see :func:`narrow`).
+Unknown keys are errors; CLI flags narrow or override (see :func:`narrow`). Which suite a new
+plugin joins: every suite that selects by wildcard (``full``: ``explainers = ["*"]``), never one that
+names its plugins (``default``, whose committed board must only change when someone edits it).
 """
 
 from __future__ import annotations
@@ -63,10 +67,14 @@ class GridEntry:
 class Suite:
     name: str
     description: str = ""
+    extends: str | None = None  # the built-in suite this one starts from
     seed: int = 0
     batch_size: int = 16
     explainers: list[str] = field(default_factory=lambda: ["*"])
     metrics: list[str] = field(default_factory=lambda: ["*"])
+    # Model evaluations per image (a plugin's cost() at the suite's parameters) above which an
+    # explainer or metric is left out of a table, with a line on the board; None: no budget.
+    max_cost: int | None = None
     grid: list[GridEntry] = field(default_factory=list)
     explainer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -105,8 +113,7 @@ def _fields(cls) -> set[str]:
 
 def parse_suite(name: str, data: dict[str, Any], where: str = "suite") -> Suite:
     """Build a :class:`Suite` from a parsed TOML table, rejecting unknown keys."""
-    top = {"description", "seed", "batch_size", "explainers", "metrics", "grid"}
-    _check_keys(data, top | {"explainer_params", "metric_params"}, where)
+    _check_keys(data, _fields(Suite) - {"name"}, where)
     grid = []
     for i, block in enumerate(data.get("grid", [])):
         _check_keys(block, _fields(GridEntry), f"{where}: [[grid]] #{i + 1}")
@@ -118,17 +125,10 @@ def parse_suite(name: str, data: dict[str, Any], where: str = "suite") -> Suite:
         if block.get("target", "predicted") not in ("predicted", "label"):
             raise ValueError(f"{where}: target must be 'predicted' or 'label'")
         grid.append(GridEntry(**{**block, "models": tuple(models)}))
-    suite = Suite(
-        name=name,
-        description=data.get("description", ""),
-        seed=int(data.get("seed", 0)),
-        batch_size=int(data.get("batch_size", 16)),
-        explainers=list(data.get("explainers", ["*"])),
-        metrics=list(data.get("metrics", ["*"])),
-        grid=grid,
-        explainer_params=data.get("explainer_params", {}),
-        metric_params=data.get("metric_params", {}),
-    )
+    values = {k: v for k, v in data.items() if k != "grid"}
+    suite = Suite(name=name, grid=grid, **values)
+    suite.seed, suite.batch_size = int(suite.seed), int(suite.batch_size)
+    suite.explainers, suite.metrics = list(suite.explainers), list(suite.metrics)
     _check_plugin_params(suite)
     return suite
 
@@ -167,11 +167,25 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(list_suites())} "
                 "(or pass the path of a .toml file)"
             )
+    return parse_suite(path.stem, _read_with_base(path), where=str(path))
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The suite file's table over the one it ``extends`` (top-level keys replace the base's)."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"cannot read suite file {path}: {e}") from e
-    return parse_suite(path.stem, data, where=str(path))
+    base = data.get("extends")
+    if base is None:
+        return data
+    base_path = SUITES_DIR / f"{base}.toml"
+    if not base_path.is_file() or base_path in seen:
+        problem = "a cycle" if base_path in seen else "no such built-in suite"
+        raise ValueError(
+            f"{path}: extends = {base!r}: {problem}; built-in: {', '.join(list_suites())}"
+        )
+    return _read_with_base(base_path, (*seen, path)) | data
 
 
 def narrow(

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.config import Suite
-from benchmark.runner import RunSummary, _Table, build_model, model_identity, resolve_device
+from benchmark.explain import explain_batch
+from benchmark.runner import RunSummary, open_table, resolve_device
 from benchmark.store import ResultsStore
 
 
@@ -24,10 +25,10 @@ def write_gallery(
     images: int = 6,
     device: str = "auto",
 ) -> Path:
+    """Write ``out_dir/<suite>/index.html`` and one PNG per (dataset, model); returns the index."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from benchmark.data import load_dataset
 
     out = Path(out_dir) / suite.name
     out.mkdir(parents=True, exist_ok=True)
@@ -36,26 +37,31 @@ def write_gallery(
     figures: list[tuple[str, str]] = []
     for entry in suite.grid:
         for spec in entry.models:
-            model = build_model(spec, entry.dataset, suite.seed).to(dev)
-            channels, height, width = model.input_size
-            dataset = load_dataset(entry.dataset, split=entry.split, limit=images,
-                                   image_size=(height, width), channels=channels, seed=suite.seed)  # fmt: skip
-            model_key = model_identity(spec, model, suite.seed)
-            table = _Table(suite, entry, spec.name, model, model_key, dataset, store, summary)
-            batch = next(iter(dataset.batches(images)))
-            x = model.normalize(batch.pixels.to(dev))
+            table = open_table(suite, entry, spec, store, summary, dev, limit=images)
+            if table is None:  # the reason is in summary.skipped
+                continue
+            batch = next(iter(table.dataset.batches(images)))
+            x = table.model.normalize(batch.pixels.to(dev))
             targets = table.targets(batch, x)
-            columns = {name: [maps[k][0] if k in maps else None for k in keys]
-                       for name, (keys, maps) in table.explain_all(batch, x, targets).items()}  # fmt: skip
+            columns = {
+                name: [maps[k][0] if k in maps else None for k in keys]
+                for name, (keys, maps) in explain_batch(table, batch, x, targets).items()
+            }
             path = out / f"{entry.dataset}__{spec.name}.png"
-            _plot(path, batch, columns, targets.tolist(), dataset.class_names)
+            _plot(path, batch, columns, targets.tolist(), table.dataset.class_names)
             figures.append((f"{entry.dataset} / {spec.name}", path.name))
     index = out / "index.html"
-    items = "\n".join(f'<h2>{html.escape(t)}</h2>\n<img src="{html.escape(f)}" style="max-width:100%">'
-                      for t, f in figures)  # fmt: skip
-    index.write_text(f"<!doctype html>\n<meta charset='utf-8'><title>Gallery: {html.escape(suite.name)}</title>\n"
-                     f"<h1>Gallery: {html.escape(suite.name)}</h1>\n<p>Rows: images; columns: image, mask, "
-                     f"one heatmap per explainer (scaled per map for display).</p>\n{items}\n")  # fmt: skip
+    items = [
+        f'<h2>{html.escape(t)}</h2>\n<img src="{html.escape(f)}" style="max-width:100%">'
+        for t, f in figures
+    ]
+    items += [f"<p>skipped: {html.escape(line)}</p>" for line in summary.skipped]
+    title = html.escape(suite.name)
+    index.write_text(
+        f"<!doctype html>\n<meta charset='utf-8'><title>Gallery: {title}</title>\n"
+        f"<h1>Gallery: {title}</h1>\n<p>Rows: images; columns: image, mask, one heatmap per "
+        "explainer (scaled per map for display).</p>\n" + "\n".join(items) + "\n"
+    )
     return index
 
 

@@ -9,7 +9,6 @@ also rendered in their published layout so results can be compared side by side.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -23,17 +22,18 @@ from benchmark.store import RUNTIME, ResultsStore
 
 BOOTSTRAP_RESAMPLES = 1000
 ALPHA = 0.05
-# The seed study's published layouts: (column heading, metric, score, higher is better).
+# The seed study's published layouts: (column heading, metric, score); the headings are the
+# study's, the direction arrows come from the metric.
 SEED_OCCLUSION = [
-    ("% ↑ in Confidence (Occlusion “b”)", "occlusion", "increase_b", True),
-    ("% ↓ in Confidence (Occlusion “b”)", "occlusion", "drop_b", False),
-    ("% ↑ in Confidence (Occlusion “s”)", "occlusion", "increase_s", False),
-    ("% ↓ in Confidence (Occlusion “s”)", "occlusion", "drop_s", True),
+    ("% ↑ in Confidence (Occlusion “b”)", "occlusion", "increase_b"),
+    ("% ↓ in Confidence (Occlusion “b”)", "occlusion", "drop_b"),
+    ("% ↑ in Confidence (Occlusion “s”)", "occlusion", "increase_s"),
+    ("% ↓ in Confidence (Occlusion “s”)", "occlusion", "drop_s"),
 ]
 SEED_ROAD = [
-    ("% ↑ in Confidence (ROAD “b”)", "road", "lerf", True),
-    ("% ↑ in Confidence (ROAD “s”)", "road", "morf", False),
-    ("Mean ↑ in Confidence (Combined)", "road", "combined", True),
+    ("% ↑ in Confidence (ROAD “b”)", "road", "lerf"),
+    ("% ↑ in Confidence (ROAD “s”)", "road", "morf"),
+    ("Mean ↑ in Confidence (Combined)", "road", "combined"),
 ]
 
 
@@ -92,15 +92,19 @@ class _Column:
             e: {i: v for i, v in per.items() if v is not None} for e, per in values.items()
         }
         self.skipped = {e: sum(v is None for v in per.values()) for e, per in values.items()}
-        self.means = {e: float(np.mean(list(v.values()))) if v else float("nan")
-                      for e, v in self.values.items()}  # fmt: skip
+        self.means = {
+            e: float(np.mean(list(v.values()))) if v else float("nan")
+            for e, v in self.values.items()
+        }
         self.best, self.tied = self._best()
 
     def _best(self) -> tuple[str | None, bool]:
         if self.higher is None:
             return None, False
-        ranked = sorted((e for e in self.means if not math.isnan(self.means[e])),
-                        key=lambda e: (-self.means[e] if self.higher else self.means[e], e))  # fmt: skip
+        ranked = sorted(
+            (e for e in self.means if not math.isnan(self.means[e])),
+            key=lambda e: (-self.means[e] if self.higher else self.means[e], e),
+        )
         if not ranked:
             return None, False
         if len(ranked) == 1:
@@ -172,9 +176,13 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
             "Cells that could not be computed; the run went on without them.",
             "",
         ]
-        out += _table(["dataset", "model", "explainer", "metric", "image", "stage", "message"],
-                      [[d, m, e, mt or "–", i, s, msg.replace("|", "\\|").replace("\n", " ")[:300]]
-                       for d, m, e, mt, i, s, msg in failures])  # fmt: skip
+        out += _table(
+            ["dataset", "model", "explainer", "metric", "image", "stage", "message"],
+            [
+                [d, m, e, mt or "–", i, s, msg.replace("|", "\\|").replace("\n", " ")[:300]]
+                for d, m, e, mt, i, s, msg in failures
+            ],
+        )
         out.append("")
     out += _provenance(store, suite)
     return "\n".join(out).rstrip() + "\n"
@@ -182,8 +190,10 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
 
 def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
     anchor = _anchor(suite, dataset, model)
-    explainers = sorted({e for scores in metrics_data.values() for per in scores.values() for e in per},
-                        key=natural_key)  # fmt: skip
+    explainers = sorted(
+        {e for scores in metrics_data.values() for per in scores.values() for e in per},
+        key=natural_key,
+    )
     out = [f'<a id="{anchor}"></a>', "", f"### Table {suite}/{dataset}/{model}", ""]
     info = _model_info(store, dataset, model)
     if info:
@@ -193,8 +203,11 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     rows = []
     for e in explainers:
         seconds = list(runtime.values.get(e, {}).values())
-        iqr = (f" [{_fmt(float(np.percentile(seconds, 25)))}, {_fmt(float(np.percentile(seconds, 75)))}]"
-               if len(seconds) > 1 else "")  # fmt: skip
+        iqr = (
+            f" [{_fmt(float(np.percentile(seconds, 25)))}, {_fmt(float(np.percentile(seconds, 75)))}]"
+            if len(seconds) > 1
+            else ""
+        )
         rows.append(
             [e, _median(seconds) + iqr, runtime.n(e), str(failed.get((dataset, model, e), 0))]
         )
@@ -217,9 +230,12 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
 def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]:
     """One row per explainer: each metric's headline score (mean; CIs in the tables below) and the
     median runtime, with the same bold / dagger marks."""
-    columns = [_Column(metric, score, metrics_data[metric][score])
-               for metric in sorted(m for m in metrics_data if m != RUNTIME)
-               for score in _headline(metric) if score in metrics_data[metric]]  # fmt: skip
+    columns = [
+        _Column(metric, score, metrics_data[metric][score])
+        for metric in sorted(m for m in metrics_data if m != RUNTIME)
+        for score in _headline(metric)
+        if score in metrics_data[metric]
+    ]
     if not columns:
         return []
     header = ["explainer"] + [f"{c.metric} {c.score}{_arrow(c.higher)}" for c in columns]
@@ -227,8 +243,11 @@ def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]
     header.append("s / image ↓")
     for row, e in zip(rows, explainers, strict=True):
         row.append(_median(list(runtime.values.get(e, {}).values())))
-    return (["Summary (headline score of each metric, mean over images; per-metric tables below):", ""]
-            + _table(header, rows) + [""])  # fmt: skip
+    return (
+        ["Summary (headline score of each metric, mean over images; per-metric tables below):", ""]
+        + _table(header, rows)
+        + [""]
+    )
 
 
 def _median(seconds: list[float]) -> str:
@@ -258,16 +277,19 @@ def _version(metric: str) -> str:
 
 
 def _model_info(store: ResultsStore, dataset: str, model: str) -> str:
-    infos = [
-        json.loads(i) for (i,) in store.db.execute("SELECT info FROM models ORDER BY model_key")
-    ]
-    infos = [i for i in infos if i.get("name") == model and i.get("dataset") == dataset]
+    infos = [i for i in store.models() if i.get("name") == model and i.get("dataset") == dataset]
     parts = []
     for info in infos:
         spec = info.get("spec", {})
-        how = ("trained by the harness on " + dataset if spec.get("train")
-               else "pretrained" if spec.get("pretrained") else "given weights" if spec.get("weights")
-               else "random weights")  # fmt: skip
+        how = (
+            "trained by the harness on " + dataset
+            if spec.get("train")
+            else "pretrained"
+            if spec.get("pretrained")
+            else "given weights"
+            if spec.get("weights")
+            else "random weights"
+        )
         text = f"model `{model}`: {how}"
         for key, label in (("test_accuracy", "test accuracy"), ("test_roc_auc", "ROC AUC")):
             if isinstance(info.get(key), (int, float)):
@@ -288,21 +310,30 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
     out: list[str] = []
     for title, layout in (("Occlusion", SEED_OCCLUSION), ("ROAD", SEED_ROAD)):
         metric = layout[0][1]
-        explainers = sorted({e for m in per_model.values() for per in m.get(metric, {}).values() for e in per},
-                            key=natural_key)  # fmt: skip
+        explainers = sorted(
+            {e for m in per_model.values() for per in m.get(metric, {}).values() for e in per},
+            key=natural_key,
+        )
         for explainer in explainers:
             anchor = _anchor(suite, dataset, "seed", metric, explainer)
-            header = ["Model \\ Metric"] + [f"{h}{_arrow(up)}" for h, _, _, up in layout]
+            header = ["Model \\ Metric"] + [f"{h}{_arrow(direction(m, s))}" for h, m, s in layout]
             rows = []
             for model, metrics_data in sorted(per_model.items(), key=lambda kv: natural_key(kv[0])):
                 row = [model]
-                for _, m, score, _ in layout:
-                    values = [v for v in metrics_data.get(m, {}).get(score, {}).get(explainer, {}).values()
-                              if v is not None]  # fmt: skip
+                for _, m, score in layout:
+                    values = [
+                        v
+                        for v in metrics_data.get(m, {}).get(score, {}).get(explainer, {}).values()
+                        if v is not None
+                    ]
                     row.append(_fmt(float(np.mean(values))) if values else "–")
                 rows.append(row)
-            out += [f'<a id="{anchor}"></a>', "",
-                    f"**{title}, seed-study layout: {explainer}** ({dataset})", ""]  # fmt: skip
+            out += [
+                f'<a id="{anchor}"></a>',
+                "",
+                f"**{title}, seed-study layout: {explainer}** ({dataset})",
+                "",
+            ]
             out += _table(header, rows) + [""]
     return out
 
@@ -316,8 +347,17 @@ def _provenance(store: ResultsStore, suite: str) -> list[str]:
     for r in runs:
         git = r.get("git", {})
         commit = str(git.get("commit", "?"))[:12] + (" (dirty)" if git.get("dirty") else "")
-        rows.append([str(r["run_id"]), r.get("date", "?"), commit, r.get("device", "?"),
-                     str(r.get("threads", "?")), str(r.get("seed", "?")), r.get("harness", "?")])  # fmt: skip
+        rows.append(
+            [
+                str(r["run_id"]),
+                r.get("date", "?"),
+                commit,
+                r.get("device", "?"),
+                str(r.get("threads", "?")),
+                str(r.get("seed", "?")),
+                r.get("harness", "?"),
+            ]
+        )
     out += _table(["run", "date", "git commit", "device", "threads", "seed", "harness"], rows) + [
         ""
     ]

@@ -27,6 +27,12 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
+def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """`` Did you mean: a, b?`` for the known names closest to ``name`` ('' when none is close)."""
+    close = difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
 def match_patterns(names: Iterable[str], patterns: str | Iterable[str]) -> list[str]:
     """Names matching any shell wildcard; ``patterns`` may be a comma-separated string."""
     if isinstance(patterns, str):
@@ -48,8 +54,11 @@ def plugin_params(plugin: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(plugin):
         return {}
     values = dataclasses.asdict(plugin)
-    return {f.name: values[f.name] for f in dataclasses.fields(plugin)
-            if f.metadata.get("affects_results", True)}  # fmt: skip
+    return {
+        f.name: values[f.name]
+        for f in dataclasses.fields(plugin)
+        if f.metadata.get("affects_results", True)
+    }
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,10 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Forget a plugin (tests that register a temporary one)."""
+        self._entries.pop(name, None)
+
     def discover(self) -> None:
         if self._discovered:
             return
@@ -125,10 +138,8 @@ class Registry:
     def entry(self, name: str) -> Entry:
         self.discover()
         if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} "
+                f"unknown {self.kind} {name!r}.{did_you_mean(name, self._entries, cutoff=0.5)} "
                 f"Known: {', '.join(self.names()) or '(none)'}; "
                 f"see `python -m benchmark ls {self.kind}s`."
             )

@@ -134,11 +134,10 @@ class ResultsStore:
                 (model_key, json.dumps(info, sort_keys=True, default=str)),
             )
 
-    def model_info(self, model_key: str) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT info FROM models WHERE model_key = ?", (model_key,)
-        ).fetchone()
-        return json.loads(row[0]) if row else {}
+    def models(self) -> list[dict[str, Any]]:
+        """Every recorded model's provenance (name, dataset, spec, weights, accuracy), by key."""
+        rows = self.db.execute("SELECT info FROM models ORDER BY model_key").fetchall()
+        return [json.loads(info) for (info,) in rows]
 
     # -- saliency cache -----------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class ResultsStore:
                 [
                     (k, np.ascontiguousarray(m, np.float32).tobytes(), *m.shape, s, run_id)
                     for k, m, s in rows
-                ],  # fmt: skip
+                ],
             )
 
     # -- scores and failures --------------------------------------------------------------------
@@ -209,9 +208,19 @@ class ResultsStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, stage, message, cell.suite, cell.dataset, cell.model, cell.explainer,
-                 cell.metric, cell.image, run_id),
-            )  # fmt: skip
+                (
+                    key,
+                    stage,
+                    message,
+                    cell.suite,
+                    cell.dataset,
+                    cell.model,
+                    cell.explainer,
+                    cell.metric,
+                    cell.image,
+                    run_id,
+                ),
+            )
 
     def scores(self, suite: str) -> list[tuple]:
         """(dataset, model, explainer, metric, score, image, value) rows, in a fixed order."""

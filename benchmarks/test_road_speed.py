@@ -107,15 +107,23 @@ def test_road_speed(benchmark, setup):
     shares = [ours["imputation"] / ours["forward"] for ours in timings]
     speedup, imputation_share = statistics.median(speedups), statistics.median(shares)
     benchmark.extra_info.update(
-        images=len(images), device=DEVICE, batch=BATCH, workers=workers, rounds=ROUNDS,
-        reference_s=reference_seconds, ours=timings, speedup=speedup,
+        images=len(images),
+        device=DEVICE,
+        batch=BATCH,
+        workers=workers,
+        rounds=ROUNDS,
+        reference_s=reference_seconds,
+        ours=timings,
+        speedup=speedup,
         imputation_over_forward=imputation_share,
-    )  # fmt: skip
+    )
     print(f"\nROAD on {len(images)} images, {ROUNDS} rounds:")
     for r, ours, share in zip(reference_seconds, timings, shares, strict=True):
-        print(f"  pytorch-grad-cam ROADCombined {r:.2f} s, ours {ours['total']:.2f} s "
-              f"({r / ours['total']:.1f}x); imputation {ours['imputation']:.2f} s = "
-              f"{100 * share:.0f}% of forwards {ours['forward']:.2f} s")  # fmt: skip
+        print(
+            f"  pytorch-grad-cam ROADCombined {r:.2f} s, ours {ours['total']:.2f} s "
+            f"({r / ours['total']:.1f}x); imputation {ours['imputation']:.2f} s = "
+            f"{100 * share:.0f}% of forwards {ours['forward']:.2f} s"
+        )
     print(f"  median: {speedup:.1f}x, imputation {100 * imputation_share:.0f}% of forwards")
     assert speedup >= 5.0
     assert imputation_share <= 0.25

@@ -23,8 +23,9 @@ def superpixels(image: np.ndarray, method: str, seed: int, n_segments: int = 50)
     side = min(image.shape[:2])
     if method == "quickshift":
         kernel_size, max_dist = (4 * side / 224, 200 * side / 224) if side >= 64 else (1.0, 8.0)
-        labels = quickshift(image, kernel_size=kernel_size, max_dist=max_dist, ratio=0.2,
-                            rng=seed % 2**31)  # fmt: skip  # skimage's Cython takes a C int
+        labels = quickshift(
+            image, kernel_size=kernel_size, max_dist=max_dist, ratio=0.2, rng=seed % 2**31
+        )  # skimage's Cython takes a C int
     elif method == "slic":
         labels = slic(image, n_segments=n_segments, compactness=10.0, start_label=0)
     else:

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.models import FeatureLayerError
-from explainers import Explainer, register_explainer
-from explainers._utils import upsample
+from explainers import Explainer, FeatureLayerError, register_explainer, upsample
 
 
 @register_explainer("cam", tags=("cam", "feature-map"))
@@ -23,12 +21,34 @@ class CAM(Explainer):
 
     version = "1"
 
+    def cost(self) -> int:
+        return 1
+
+    @torch.no_grad()
+    def supports(self, model) -> str | None:
+        if model.input_size is None:
+            return None  # no input to probe the head with: ``explain`` checks each batch
+        probe = torch.randn(2, *model.input_size, generator=torch.Generator().manual_seed(0))
+        try:
+            self._features(model, probe.to(model.device))
+        except FeatureLayerError as e:
+            return str(e)
+        return None
+
     @torch.no_grad()
     def explain(self, model, images, targets):
+        features, head = self._features(model, images)
+        weights = head.weight[targets]  # [B,K]: w_k^c
+        cam = torch.einsum("bk,bkhw->bhw", weights.to(features.dtype), features)  # sum_k w_k^c f_k
+        return upsample(cam.float(), images.shape[-2:])
+
+    @staticmethod
+    def _features(model, images):
+        """(feature maps, linear head), after checking logits = W . GAP(features) + b on ``images``:
+        CAM's identity holds only for such a head."""
         logits, features = model.forward_with_features(images)
         head = model.linear_head()
         pooled = features.mean(dim=(2, 3))
-        # CAM's identity holds only if logits = W . GAP(features) + b: check it on this very batch.
         if head.in_features != features.shape[1] or not torch.allclose(
             head(pooled), logits, rtol=1e-3, atol=1e-4 * float(logits.abs().max()) + 1e-6
         ):
@@ -36,8 +56,4 @@ class CAM(Explainer):
                 f"cam needs a global-average-pooling + linear head; model {model.name!r} has "
                 "another head between its feature map and its classifier: use grad_cam instead"
             )
-        weights = head.weight[targets]  # [B,K]: w_k^c
-        cam = torch.einsum(
-            "bk,bkhw->bhw", weights.to(features.dtype), features
-        )  # M_c = sum_k w_k^c f_k
-        return upsample(cam.float(), images.shape[-2:])
+        return features, head

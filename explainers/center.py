@@ -21,6 +21,9 @@ class Center(Explainer):
     version = "1"
     sigma: float = 0.25
 
+    def cost(self) -> int:
+        return 0
+
     def explain(self, model, images, targets):
         height, width = images.shape[-2:]
         ys = torch.arange(height, dtype=torch.float32, device=images.device) - (height - 1) / 2

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from explainers import Explainer, register_explainer
-from explainers._utils import target_scores, upsample
+from explainers import Explainer, register_explainer, target_scores, upsample
 
 
 @register_explainer("grad_cam", tags=("cam", "feature-map", "gradient"))
@@ -21,6 +20,9 @@ class GradCAM(Explainer):
     """
 
     version = "1"
+
+    def cost(self) -> int:
+        return 2  # one forward, one backward
 
     def explain(self, model, images, targets):
         with torch.enable_grad():

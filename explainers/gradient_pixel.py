@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from explainers import Explainer, register_explainer
-from explainers._utils import target_scores
+from explainers import Explainer, register_explainer, target_scores
 
 
 @register_explainer("gradient_pixel", tags=("gradient",))
@@ -22,6 +21,9 @@ class GradientPixel(Explainer):
 
     version = "1"
     signed: bool = False
+
+    def cost(self) -> int:
+        return 2  # one forward, one backward
 
     def explain(self, model, images, targets):
         with torch.enable_grad():

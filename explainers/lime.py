@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explainers import Explainer, register_explainer
+from explainers import Explainer, image_seeds, register_explainer
 from explainers._perturbation import numpy_seed, scorer, to_pixels
 from explainers._segmentation import superpixels
-from explainers._utils import image_seeds
 
 
 def _batched_lime_explainer(**kwargs):
@@ -40,8 +39,9 @@ def _batched_lime_explainer(**kwargs):
     return BatchedLimeImageExplainer(**kwargs)
 
 
-@register_explainer("lime", tags=("perturbation", "superpixel", "model-agnostic"),
-                    requires=("lime", "skimage"))  # fmt: skip
+@register_explainer(
+    "lime", tags=("perturbation", "superpixel", "model-agnostic"), requires=("lime", "skimage")
+)
 @dataclass
 class Lime(Explainer):
     """LIME on superpixels: each superpixel's weight for the target class, painted over its pixels.
@@ -66,6 +66,9 @@ class Lime(Explainer):
     batch_size: int = 50
     output: str = "probability"  # "probability" (softmax) or "logit"
     seed: int = 0
+
+    def cost(self) -> int:
+        return self.num_samples
 
     def explain(self, model, images, targets):
         channels = images.shape[1]

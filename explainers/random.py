@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from explainers import Explainer, register_explainer
-from explainers._utils import generators
+from explainers import Explainer, generators, register_explainer
 
 
 @register_explainer("random", tags=("baseline",))
@@ -17,6 +16,9 @@ class Random(Explainer):
 
     version = "1"
     seed: int = 0
+
+    def cost(self) -> int:
+        return 0
 
     def explain(self, model, images, targets):
         height, width = images.shape[-2:]

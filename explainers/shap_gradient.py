@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explainers import Explainer, register_explainer
+from explainers import Explainer, image_seeds, register_explainer
 from explainers._perturbation import numpy_seed
-from explainers._utils import image_seeds
 
 
 class _TargetLogit(nn.Module):
@@ -49,6 +48,9 @@ class ShapGradient(Explainer):
     batch_size: int = 50
     local_smoothing: float = 0.0  # std of Gaussian noise added to the input (shap's option)
     seed: int = 0
+
+    def cost(self) -> int:
+        return 2 * self.nsamples  # a forward and a backward per sample (background: once per model)
 
     def __post_init__(self) -> None:
         self._background: Tensor | None = None

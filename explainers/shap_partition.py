@@ -38,6 +38,9 @@ class ShapPartition(Explainer):
     batch_size: int = 50
     output: str = "probability"  # "probability" (softmax) or "logit"
 
+    def cost(self) -> int:
+        return self.max_evals
+
     def explain(self, model, images, targets):
         import shap
 

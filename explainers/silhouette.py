@@ -36,6 +36,9 @@ class Silhouette(Explainer):
     band_top: float = 20 / 128  # first row of the band, as a fraction of the height
     band_bottom: float = 110 / 128  # end of the band (exclusive), as a fraction of the height
 
+    def cost(self) -> int:
+        return 0
+
     def explain(self, model, images, targets):
         pixels = model.denormalize(images) if model is not None else images
         intensity = pixels.detach().float().mean(dim=1)  # [B,H,W]
@@ -49,11 +52,19 @@ class Silhouette(Explainer):
             )
         rows = torch.linspace(top, bottom, self.grid + 1).round().long().tolist()
         cols = torch.linspace(0, width, self.grid + 1).round().long().tolist()
-        means = torch.stack([
-            torch.stack([intensity[:, r0:r1, c0:c1].mean(dim=(1, 2))
-                         for c0, c1 in zip(cols[:-1], cols[1:], strict=True)], dim=1)
-            for r0, r1 in zip(rows[:-1], rows[1:], strict=True)
-        ], dim=1)  # fmt: skip  # [B, grid rows, grid cols]
+        means = torch.stack(
+            [
+                torch.stack(
+                    [
+                        intensity[:, r0:r1, c0:c1].mean(dim=(1, 2))
+                        for c0, c1 in zip(cols[:-1], cols[1:], strict=True)
+                    ],
+                    dim=1,
+                )
+                for r0, r1 in zip(rows[:-1], rows[1:], strict=True)
+            ],
+            dim=1,
+        )  # [B, grid rows, grid cols]
         strip_rank = _ranks(means.mean(dim=1), dim=1)  # brightest half / column strip first
         cell_rank = _ranks(means, dim=1)  # then the brightest region inside each strip
         scores = 1.0 + strip_rank[:, None, :] * self.grid + cell_rank  # [B,grid,grid] in 1..grid^2

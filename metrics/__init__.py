@@ -1,20 +1,42 @@
 """Metric plugins: one file per metric family, discovered automatically.
 
-Every metric is a dataclass whose fields are its parameters (recorded with the results) and which is
-called with one argument order, always by keyword::
+Every metric is a dataclass whose fields are its parameters (recorded with the results and part of
+every cache key) and which is called with one argument order, always by keyword::
 
     metric(model=model, images=images, targets=targets, saliency=saliency, masks=masks)
-        -> {score name: per-image values [B] float}
+        -> {score name: per-image values [B] float32}
 
 ``images`` [B,C,H,W] are normalised model inputs, ``targets`` [B] the explained classes, ``saliency``
-[B,h,w] raw maps (resized by the metric where needed), ``masks`` [B,H,W] bool or None. A metric never
-aggregates over images: the runner does (means, bootstrap CIs, paired tests). A value that does not
-apply to one image (an empty mask) is NaN, and the runner counts it as skipped.
+[B,h,w] raw maps with the image's aspect ratio, ``masks`` [B,H,W] bool or None. A metric never
+aggregates over images: the runner does (means, bootstrap CIs, paired tests).
 
-Class attributes: ``higher_is_better`` maps every score name the metric returns to its direction;
-``needs_masks`` says whether it needs ground-truth masks; ``needs_labels`` whether ``targets`` must
-be the ground-truth labels rather than the explained classes; ``version`` changes whenever the numbers
-would. The exact definitions are in each module's docstring (and docs/METRICS.md).
+``Metric.__call__`` is a template method: it validates the inputs (one message per bad image, so
+the runner can drop it and keep the rest), resizes the maps bilinearly to the image size, moves
+maps and masks to the CPU for mask metrics, and then calls the plugin's :meth:`Metric.score` hook
+with the maps at image resolution. For mask metrics it also turns every score of an image whose
+mask is empty into NaN (not applicable: skipped and counted by the runner, never a score).
+
+To add one, copy ``metrics/_template.py`` to ``metrics/<name>.py`` (registry name = module name);
+it passes the contract tests (``tests/metrics/test_contract.py``) as it stands. Its module docstring
+holds the exact definition, under the word "Definition"; ``docs/METRICS.md`` is generated from
+these docstrings (``python -m benchmark ls metrics --markdown``). A new metric appears in ``ls``
+and in every suite that selects metrics by wildcard (``full``), not in ``default`` until named there.
+
+What a plugin declares (class attributes and methods):
+
+* ``higher_is_better``: every score name it returns, with its direction;
+* ``headline``: the score(s) of the board's summary table (default: the first score);
+* ``needs_masks`` / ``needs_labels``: ground-truth masks, or ``targets`` that are the ground-truth
+  labels (the runner passes them, and skips the metric, with a line on the board, where the
+  dataset has none or the model was not trained on its classes);
+* ``version``: bump it whenever the numbers would change;
+* ``cost()``: model evaluations (forward passes) per image at the instance's parameters;
+* ``fast_params``: small settings for the contract tests and smoke runs.
+
+A field named ``seed`` (the tie-break of :func:`rank_pixels`, a noise seed) defaults to the
+suite's ``seed`` in a run unless the suite sets it. Helpers: :func:`rank_pixels` (stable, seeded
+tie-break: the only sanctioned way to rank pixels), :func:`top_count`, :func:`top_masks`,
+:func:`target_probabilities` (batched softmax probability of the target), :func:`setting`.
 """
 
 from __future__ import annotations
@@ -24,7 +46,11 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from benchmark.registry import Registry, plugin_params
+from benchmark.maps import resize_maps
+from benchmark.registry import Registry, plugin_params, setting
+from metrics._checks import check_inputs
+from metrics._forward import target_probabilities
+from metrics._ranking import rank_pixels, top_count, top_masks
 
 registry = Registry("metric", package=__name__, entry_point_group="benchmark.metrics")
 
@@ -45,18 +71,16 @@ def list_metrics(pattern: str = "*") -> list[str]:
 
 
 class Metric:
-    """Base class of metric plugins (subclasses are dataclasses)."""
+    """Base class of metric plugins (subclasses are dataclasses); see the module docstring."""
 
     name: ClassVar[str]
     tags: ClassVar[tuple[str, ...]]
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     needs_masks: ClassVar[bool] = False
-    # True: ``targets`` must be the ground-truth labels (the runner passes them, and skips the
-    # metric on datasets without labels), e.g. accuracy curves.
     needs_labels: ClassVar[bool] = False
-    # The score(s) shown in each leaderboard's summary table (default: the first score).
     headline: ClassVar[tuple[str, ...]] = ()
+    fast_params: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def headline_scores(cls) -> tuple[str, ...]:
@@ -71,11 +95,43 @@ class Metric:
         saliency: Tensor,
         masks: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        check_inputs(images, saliency, masks, needs_masks=self.needs_masks, metric=self.name)
+        saliency = saliency.detach()
+        if self.needs_masks:
+            masks = masks.detach().to("cpu").bool()
+            saliency = saliency.to("cpu")
+        maps = resize_maps(saliency, tuple(images.shape[-2:]))
+        scores = self.score(model=model, images=images, targets=targets, saliency=maps, masks=masks)
+        if not self.needs_masks:
+            return {k: v.float() for k, v in scores.items()}
+        empty = ~masks.flatten(1).any(1)
+        return {k: v.float().masked_fill(empty, float("nan")) for k, v in scores.items()}
+
+    def score(
+        self, *, model, images: Tensor, targets: Tensor, saliency: Tensor, masks: Tensor | None
+    ) -> dict[str, Tensor]:
+        """The plugin hook: per-image scores [B] from validated inputs; ``saliency`` [B,H,W] is at
+        the image's resolution (for mask metrics, maps and masks are on the CPU)."""
         raise NotImplementedError
+
+    def cost(self) -> int:
+        """Model evaluations (forward passes) per image at these parameters."""
+        raise NotImplementedError(f"metric {self.name!r} does not declare its cost()")
 
     def params(self) -> dict[str, Any]:
         """Parameters, as recorded in the results store and cache keys."""
         return plugin_params(self)
 
 
-__all__ = ["Metric", "create_metric", "list_metrics", "register_metric", "registry"]
+__all__ = [
+    "Metric",
+    "create_metric",
+    "list_metrics",
+    "rank_pixels",
+    "register_metric",
+    "registry",
+    "setting",
+    "target_probabilities",
+    "top_count",
+    "top_masks",
+]

@@ -38,9 +38,15 @@ from numba.extending import get_cython_function_address
 
 # (row offset, column offset, weight), as the reference's ``neighbors_weights``.
 NEIGHBOURS = (
-    (1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12),
-    (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6),
-)  # fmt: skip
+    (1, 1, 1 / 12),
+    (0, 1, 1 / 6),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (0, -1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (1, 0, 1 / 6),
+    (-1, 0, 1 / 6),
+)
 LEAF = 4  # blocks of up to LEAF x LEAF pixels are leaves of the tree
 
 
@@ -157,9 +163,16 @@ def solve(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
         own_ptr, own, kid_ptr, kids, ring_ptr, ring = tree(height, width)
         work = getattr(_scratch, "work", np.empty(0))
         _scratch.work = _factor_solve(
-            flat, out, height, width, *_removed_only(own_ptr, own, flat),
-            *_removed_only(ring_ptr, ring, flat), kid_ptr, kids, work,
-        )  # fmt: skip
+            flat,
+            out,
+            height,
+            width,
+            *_removed_only(own_ptr, own, flat),
+            *_removed_only(ring_ptr, ring, flat),
+            kid_ptr,
+            kids,
+            work,
+        )
     return out.reshape(channels, height, width)
 
 
@@ -277,18 +290,60 @@ def _factor_solve(
                 raise ValueError(
                     "ROAD imputation: system not positive definite (non-finite input?)"
                 )
-            _dtrsm(lower.ctypes, lower.ctypes, no.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
-                   one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # y = L11^-1 R_V  # fmt: skip
+            _dtrsm(
+                lower.ctypes,
+                lower.ctypes,
+                no.ctypes,
+                no.ctypes,
+                s_.ctypes,
+                c_.ctypes,
+                one.ctypes,
+                f.ctypes,
+                size_.ctypes,
+                r.ctypes,
+                size_.ctypes,
+            )  # y = L11^-1 R_V
             if m > 0:
-                _dtrsm(right.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, m_.ctypes,
-                       s_.ctypes, one.ctypes, f.ctypes, size_.ctypes, f[s:].ctypes,
-                       size_.ctypes)  # L21  # fmt: skip
-                _dsyrk(lower.ctypes, no.ctypes, m_.ctypes, s_.ctypes, minus_one.ctypes,
-                       f[s:].ctypes, size_.ctypes, one.ctypes, f[s + s * size :].ctypes,
-                       size_.ctypes)  # F_BB -= L21 L21^T  # fmt: skip
-                _dgemm(no.ctypes, no.ctypes, m_.ctypes, c_.ctypes, s_.ctypes, minus_one.ctypes,
-                       f[s:].ctypes, size_.ctypes, r.ctypes, size_.ctypes, one.ctypes,
-                       r[s:].ctypes, size_.ctypes)  # R_B -= L21 y  # fmt: skip
+                _dtrsm(
+                    right.ctypes,
+                    lower.ctypes,
+                    transposed.ctypes,
+                    no.ctypes,
+                    m_.ctypes,
+                    s_.ctypes,
+                    one.ctypes,
+                    f.ctypes,
+                    size_.ctypes,
+                    f[s:].ctypes,
+                    size_.ctypes,
+                )  # L21
+                _dsyrk(
+                    lower.ctypes,
+                    no.ctypes,
+                    m_.ctypes,
+                    s_.ctypes,
+                    minus_one.ctypes,
+                    f[s:].ctypes,
+                    size_.ctypes,
+                    one.ctypes,
+                    f[s + s * size :].ctypes,
+                    size_.ctypes,
+                )  # F_BB -= L21 L21^T
+                _dgemm(
+                    no.ctypes,
+                    no.ctypes,
+                    m_.ctypes,
+                    c_.ctypes,
+                    s_.ctypes,
+                    minus_one.ctypes,
+                    f[s:].ctypes,
+                    size_.ctypes,
+                    r.ctypes,
+                    size_.ctypes,
+                    one.ctypes,
+                    r[s:].ctypes,
+                    size_.ctypes,
+                )  # R_B -= L21 y
             factors[l_ptr[k] : l_ptr[k + 1]] = f[: size * s]  # L11, L21: the first s columns
             for i in range(s):
                 eliminated[own[i]] = True
@@ -310,11 +365,34 @@ def _factor_solve(
             for ch in range(channels):
                 for i in range(m):
                     r[s + i + ch * size] = x[ch, ring[i]]
-            _dgemm(transposed.ctypes, no.ctypes, s_.ctypes, c_.ctypes, m_.ctypes,
-                   minus_one.ctypes, f[s:].ctypes, size_.ctypes, r[s:].ctypes, size_.ctypes,
-                   one.ctypes, r.ctypes, size_.ctypes)  # y -= L21^T x_B  # fmt: skip
-        _dtrsm(lower.ctypes, lower.ctypes, transposed.ctypes, no.ctypes, s_.ctypes, c_.ctypes,
-               one.ctypes, f.ctypes, size_.ctypes, r.ctypes, size_.ctypes)  # fmt: skip
+            _dgemm(
+                transposed.ctypes,
+                no.ctypes,
+                s_.ctypes,
+                c_.ctypes,
+                m_.ctypes,
+                minus_one.ctypes,
+                f[s:].ctypes,
+                size_.ctypes,
+                r[s:].ctypes,
+                size_.ctypes,
+                one.ctypes,
+                r.ctypes,
+                size_.ctypes,
+            )  # y -= L21^T x_B
+        _dtrsm(
+            lower.ctypes,
+            lower.ctypes,
+            transposed.ctypes,
+            no.ctypes,
+            s_.ctypes,
+            c_.ctypes,
+            one.ctypes,
+            f.ctypes,
+            size_.ctypes,
+            r.ctypes,
+            size_.ctypes,
+        )
         for ch in range(channels):
             for i in range(s):
                 x[ch, own[i]] = r[i + ch * size]

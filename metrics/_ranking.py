@@ -9,35 +9,14 @@ gives exactly ``floor(q*H*W)`` pixels and an image gets the same ranking alone o
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.maps import image_seeds, resize_maps
 
-def resize_maps(saliency: Tensor, size: tuple[int, int]) -> Tensor:
-    """[B,h,w] -> [B,H,W] float32, bilinear with half-pixel centres (as cv2.resize); a no-op if equal."""
-    saliency = saliency.float()
-    if tuple(saliency.shape[-2:]) == tuple(size):
-        return saliency
-    return F.interpolate(saliency[:, None], size=tuple(size), mode="bilinear", align_corners=False)[
-        :, 0
-    ]
-
-
-def image_seeds(images: Tensor, seed: int) -> list[int]:
-    """One 63-bit seed per image from ``seed`` and the image's bytes (batch-independent)."""
-    data = images.detach().to("cpu", torch.float32).contiguous().numpy()
-    return [
-        int.from_bytes(
-            hashlib.blake2b(image.tobytes(), digest_size=8, key=str(seed).encode()).digest(),
-            "little",
-        )
-        >> 1
-        for image in data
-    ]
+__all__ = ["rank_pixels", "resize_maps", "top_count", "top_masks"]
 
 
 def top_count(q: float, n: int) -> int:

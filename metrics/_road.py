@@ -13,22 +13,21 @@ images in chunks of ``batch_size`` images (on the CPU, smaller chunks, one per c
 from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from benchmark.maps import image_seeds
 from benchmark.registry import setting
 from benchmark.timing import timed
 from metrics import Metric
-from metrics._checks import check_inputs
+from metrics._forward import forward
 from metrics._imputation import impute_many
 from metrics._multigrid import impute_on_device
-from metrics._ranking import image_seeds, rank_pixels, resize_maps, top_count, top_masks
+from metrics._ranking import rank_pixels, top_count, top_masks
 
 ORDERS = ("morf", "lerf")  # most relevant first, least relevant first
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -50,14 +49,23 @@ class RoadMetric(Metric):
         self.fractions = tuple(float(f) for f in self.fractions)
         self.timings: dict[str, float] = {}  # seconds spent imputing and in model forwards
 
-    def outputs(self, model, images, targets, saliency, masks, *, pixel_space: bool):
-        """:func:`road_outputs` with this metric's parameters, after checking the inputs."""
-        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
+    fast_params: ClassVar[dict] = {"fractions": (0.3, 0.7)}
+
+    def outputs(self, model, images, targets, saliency, *, pixel_space: bool):
+        """:func:`road_outputs` with this metric's parameters."""
         return road_outputs(
-            model, images, targets, saliency, fractions=self.fractions, pixel_space=pixel_space,
-            noise=self.noise, seed=self.seed, batch_size=self.batch_size, workers=self.workers,
+            model,
+            images,
+            targets,
+            saliency,
+            fractions=self.fractions,
+            pixel_space=pixel_space,
+            noise=self.noise,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            workers=self.workers,
             timings=self.timings,
-        )  # fmt: skip
+        )
 
 
 def road_outputs(
@@ -74,7 +82,8 @@ def road_outputs(
     workers: int | None,
     timings: MutableMapping[str, float],
 ) -> tuple[Tensor, Tensor]:
-    """(target probability, top-1 == target) of every imputed image, each [B, 2 orders, F].
+    """(target probability, top-1 == target) of every imputed image, each [B, 2 orders, F];
+    ``saliency`` [B,H,W] at the image's resolution.
 
     Order 0 (MoRF) removes the ``floor(f*H*W)`` most salient pixels, order 1 (LeRF) the
     ``floor(f*H*W)`` least salient: ``f`` is the fraction removed in both orders. With
@@ -83,7 +92,7 @@ def road_outputs(
     """
     batch, _, height, width = images.shape
     n = height * width
-    order = rank_pixels(resize_maps(saliency, (height, width)), images, seed)
+    order = rank_pixels(saliency, images, seed)
     counts = [top_count(f, n) for f in fractions]
     removed = torch.stack(
         [
@@ -129,7 +138,7 @@ def road_outputs(
         if pixel_space:
             x = model.normalize(x)
         repeated = targets[start:stop].repeat_interleave(per_image).to(images.device)
-        p, seconds = timed(_forward, model, x, repeated, batch_size, device=images.device)
+        p, seconds = timed(forward, model, x, repeated, batch_size, device=images.device)
         timings["forward"] = timings.get("forward", 0.0) + seconds
         probs[start:stop] = p[0].view(-1, *shape).cpu()
         correct[start:stop] = p[1].view(-1, *shape).cpu()
@@ -140,44 +149,3 @@ def solves_on_device(device: torch.device) -> bool:
     """Impute where the model runs (multigrid conjugate gradients) on an accelerator; on the CPU,
     the multifrontal Cholesky on threads is faster."""
     return device.type != "cpu"
-
-
-# On the CPU the forwards run as independent single-threaded chunks of about this many input
-# values (4 images of 3x224x224), each taken by the next free core: ResNet50 on 2 cores, 36 images
-# of 224x224, took 2.54 s against 2.61 s for two-thread forwards in chunks of 8 on an idle machine,
-# and 3.8 s against 7.3 s with another process busy on one core (an intra-op forward waits for its
-# slowest core at every layer; here the free core takes more chunks). The results are the same.
-CPU_CHUNK_VALUES = 4 * 3 * 224 * 224
-
-
-def _forward(model, images: Tensor, targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    """(target-class softmax probability [N], top-1 == target [N]) in chunks of ``batch_size``
-    images (on the CPU, of at most CPU_CHUNK_VALUES input values, on one core each)."""
-    on_cpu = images.device.type == "cpu"
-    if on_cpu:
-        batch_size = min(batch_size, max(1, CPU_CHUNK_VALUES // max(1, images[0].numel())))
-    starts = range(0, len(images), batch_size)
-    workers = min(torch.get_num_threads(), len(starts)) if on_cpu else 1
-    run = _single_threaded_pool(workers).map if workers > 1 else map
-    scores = list(run(lambda s: _scores(model, images, targets, s, batch_size), starts))
-    return torch.cat([p for p, _ in scores]), torch.cat([hit for _, hit in scores])
-
-
-def _scores(model, images: Tensor, targets: Tensor, start: int, size: int) -> tuple[Tensor, Tensor]:
-    p = model.probabilities(images[start : start + size])  # no graph, in any thread
-    t = targets[start : start + size]
-    return p.gather(1, t.view(-1, 1))[:, 0], p.argmax(1) == t
-
-
-@lru_cache(maxsize=4)
-def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads whose torch operations run on one thread each (torch.set_num_threads acts on the
-    calling thread only), kept for the life of the process."""
-    return ThreadPoolExecutor(
-        workers, thread_name_prefix="road-forward", initializer=torch.set_num_threads, initargs=(1,)
-    )
-
-
-def target_probabilities(model, images: Tensor, targets: Tensor, batch_size: int) -> Tensor:
-    """Softmax probability of each image's target class, [B], in chunks of ``batch_size``."""
-    return _forward(model, images, targets.to(images.device), batch_size)[0]

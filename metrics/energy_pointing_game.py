@@ -1,6 +1,6 @@
 """Energy-based pointing game (Wang et al., "Score-CAM", CVPR Workshops 2020, arXiv 1910.01279).
 
-Definition (docs/METRICS.md). The map is resized bilinearly to the mask and its negative values are
+Definition. The map is resized bilinearly to the mask and its negative values are
 clipped to 0; the score is the share of the remaining mass inside the mask,
 ``energy = 100 * sum(S+ * M) / sum(S+)`` (%). A map with no positive mass localises nothing and
 scores 0. Images with an empty mask get NaN (skipped and counted). Trap: the official Score-CAM
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from metrics import Metric, register_metric
-from metrics._localisation import nan_where_empty, prepare
 
 
 @register_metric("energy_pointing_game", tags=("localisation",))
@@ -25,10 +24,12 @@ class EnergyPointingGame(Metric):
     higher_is_better: ClassVar[dict[str, bool]] = {"energy": True}
     needs_masks: ClassVar[bool] = True
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        maps, masks, nonempty = prepare(self.name, images, saliency, masks)
-        positive = maps.double().clamp(min=0).flatten(1)
+    def cost(self) -> int:
+        return 0
+
+    def score(self, *, model, images, targets, saliency, masks):
+        positive = saliency.double().clamp(min=0).flatten(1)
         total = positive.sum(1)
         inside = (positive * masks.flatten(1)).sum(1)
         energy = 100.0 * inside / total.clamp(min=1e-300)
-        return {"energy": nan_where_empty(energy, nonempty)}
+        return {"energy": energy}

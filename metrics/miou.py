@@ -1,7 +1,7 @@
 """mIoU of the binarised saliency map against the hand mask (as in the localisation tables of
 Grad-CAM, Selvaraju et al. 2017, and Score-CAM, Wang et al. 2020), three binarisations.
 
-Definition (docs/METRICS.md). The map is resized bilinearly to the mask and binarised three ways:
+Definition. The map is resized bilinearly to the mask and binarised three ways:
 
 * ``topK`` for K in 5, 10, 20, 30, 50: the ``floor(K/100*H*W)`` most salient pixels (stable seeded
   tie-break, so a map with ties still selects exactly that many); ``top_mean`` their mean;
@@ -23,9 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metrics import Metric, register_metric
-from metrics._localisation import nan_where_empty, prepare
-from metrics._ranking import rank_pixels, top_count, top_masks
+from metrics import Metric, rank_pixels, register_metric, top_count, top_masks
 
 PERCENTS = (5, 10, 20, 30, 50)
 
@@ -73,18 +71,23 @@ class MIoU(Metric):
 
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[dict[str, bool]] = {
-        **{f"top{k}": True for k in PERCENTS}, "top_mean": True, "oracle": True, "otsu": True,
-    }  # fmt: skip
+        **{f"top{k}": True for k in PERCENTS},
+        "top_mean": True,
+        "oracle": True,
+        "otsu": True,
+    }
     headline: ClassVar[tuple[str, ...]] = ("oracle",)
     needs_masks: ClassVar[bool] = True
 
     seed: int = 0  # tie-break
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        maps, masks, nonempty = prepare(self.name, images, saliency, masks)
+    def cost(self) -> int:
+        return 0
+
+    def score(self, *, model, images, targets, saliency, masks):
         shape = tuple(masks.shape[-2:])
         n = shape[0] * shape[1]
-        order = rank_pixels(maps, images, self.seed)
+        order = rank_pixels(saliency, images, self.seed)
         scores: dict[str, Tensor] = {}
         for k in PERCENTS:
             scores[f"top{k}"] = iou(top_masks(order, top_count(k / 100, n), shape), masks)
@@ -94,5 +97,5 @@ class MIoU(Metric):
             [top_masks(order[i : i + 1], int(m), shape)[0] for i, m in enumerate(sizes)]
         )
         scores["oracle"] = iou(oracle, masks)
-        scores["otsu"] = iou(otsu_masks(maps), masks)
-        return {k: nan_where_empty(v, nonempty) for k, v in scores.items()}
+        scores["otsu"] = iou(otsu_masks(saliency), masks)
+        return scores

@@ -1,7 +1,7 @@
 """Occlusion confidence change: % increase in confidence and Average Drop (Chattopadhyay et al.,
 "Grad-CAM++", WACV 2018, arXiv 1710.11063), on the subject / background split of the seed study.
 
-Definition (docs/METRICS.md). The subject is the top ``q`` of pixels of the map (bilinearly resized
+Definition. The subject is the top ``q`` of pixels of the map (bilinearly resized
 to the image; exactly ``floor(q*H*W)`` pixels, stable seeded tie-break), the rest is background. Two
 occlusions fill removed pixels with ``fill``: ``mean`` (0 in normalised space = the dataset mean
 colour, the default), ``black`` (0 in pixel space) or ``blur`` (the image under a Gaussian blur of
@@ -31,11 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.registry import setting
-from metrics import Metric, register_metric
-from metrics._checks import check_inputs
-from metrics._ranking import rank_pixels, resize_maps, top_count, top_masks
-from metrics._road import target_probabilities
+from metrics import (
+    Metric,
+    rank_pixels,
+    register_metric,
+    setting,
+    target_probabilities,
+    top_count,
+    top_masks,
+)
 
 FILLS = ("mean", "black", "blur")
 
@@ -47,8 +51,11 @@ class Occlusion(Metric):
 
     version: ClassVar[str] = "1"
     higher_is_better: ClassVar[dict[str, bool]] = {
-        "increase_b": True, "drop_b": False, "increase_s": False, "drop_s": True,
-    }  # fmt: skip
+        "increase_b": True,
+        "drop_b": False,
+        "increase_s": False,
+        "drop_s": True,
+    }
     headline: ClassVar[tuple[str, ...]] = ("drop_s",)
     needs_masks: ClassVar[bool] = False
 
@@ -63,10 +70,12 @@ class Occlusion(Metric):
             raise ValueError(f"unknown fill {self.fill!r}: choose one of {', '.join(FILLS)}")
         top_count(self.q, 1)  # validates q
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        check_inputs(images, saliency, masks, needs_masks=False, metric=self.name)
+    def cost(self) -> int:
+        return 3  # the image, then occlusions b and s
+
+    def score(self, *, model, images, targets, saliency, masks):
         batch, _, height, width = images.shape
-        order = rank_pixels(resize_maps(saliency, (height, width)), images, self.seed)
+        order = rank_pixels(saliency, images, self.seed)
         subject = top_masks(order, top_count(self.q, height * width), (height, width))[:, None]
         subject = subject.to(images.device)
         filler = self._filler(model, images)
@@ -80,7 +89,7 @@ class Occlusion(Metric):
         for name, o in (("b", o_b), ("s", o_s)):
             scores[f"increase_{name}"] = 100.0 * (y < o).double()
             scores[f"drop_{name}"] = 100.0 * (y - o).clamp(min=0) / y  # divides by Y (Average Drop)
-        return {k: v.float() for k, v in scores.items()}
+        return scores
 
     def _filler(self, model, images: Tensor) -> Tensor:
         if self.fill == "mean":

@@ -1,7 +1,7 @@
 """Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016,
 arXiv 1608.00507), as in TorchRay's ``PointingGame``.
 
-Definition (docs/METRICS.md). The map is resized bilinearly to the mask; its maximum (the first in
+Definition. The map is resized bilinearly to the mask; its maximum (the first in
 row-major order on ties) is a hit if some mask pixel lies at Euclidean distance **strictly less**
 than ``tolerance`` (15 px) from it, as TorchRay's code (``d^2 < tolerance^2``): exactly 15 px is a
 miss. Per image ``hit`` is 100 or 0, so the runner's mean is the image-mean accuracy in % (TorchRay's
@@ -17,7 +17,6 @@ from typing import ClassVar
 import torch
 
 from metrics import Metric, register_metric
-from metrics._localisation import nan_where_empty, prepare
 
 
 @register_metric("pointing_game", tags=("localisation",))
@@ -31,13 +30,15 @@ class PointingGame(Metric):
 
     tolerance: float = 15.0  # pixels; a hit needs distance < tolerance
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        maps, masks, nonempty = prepare(self.name, images, saliency, masks)
+    def cost(self) -> int:
+        return 0
+
+    def score(self, *, model, images, targets, saliency, masks):
         height, width = masks.shape[-2:]
-        points = maps.flatten(1).argmax(1)  # first maximum in row-major order
+        points = saliency.flatten(1).argmax(1)  # first maximum in row-major order
         rows = torch.arange(height, device=masks.device).view(1, -1, 1)
         cols = torch.arange(width, device=masks.device).view(1, 1, -1)
         pr, pc = (points // width).view(-1, 1, 1), (points % width).view(-1, 1, 1)
         disc = (rows - pr) ** 2 + (cols - pc) ** 2 < self.tolerance**2
         hits = (disc & masks).flatten(1).any(1)
-        return {"hit": nan_where_empty(100.0 * hits.float(), nonempty)}
+        return {"hit": 100.0 * hits.float()}

@@ -2,7 +2,7 @@
 Strategy for Attribution Methods", ICML 2022, arXiv 2202.00449; as in pytorch-grad-cam's
 ``ROADCombined``, the seed study's ROAD table).
 
-Definition (docs/METRICS.md). Pixels are ranked by the map (bilinearly resized to the image, stable
+Definition. Pixels are ranked by the map (bilinearly resized to the image, stable
 seeded tie-break); for each removal fraction ``f`` in ``fractions`` (default 0.1, ..., 0.9):
 
 * MoRF removes the ``floor(f*H*W)`` most salient pixels, LeRF the ``floor(f*H*W)`` least salient;
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from benchmark.timing import timed
-from metrics import register_metric
-from metrics._road import FRACTIONS, RoadMetric, target_probabilities
+from metrics import register_metric, target_probabilities
+from metrics._road import FRACTIONS, RoadMetric
 
 
 @register_metric("road", tags=("faithfulness",))
@@ -42,8 +42,11 @@ class Road(RoadMetric):
     higher_is_better: ClassVar[dict[str, bool]] = {"morf": False, "lerf": True, "combined": True}
     headline: ClassVar[tuple[str, ...]] = ("combined",)
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        probs, _ = self.outputs(model, images, targets, saliency, masks, pixel_space=False)
+    def cost(self) -> int:
+        return 1 + 2 * len(self.fractions)  # the unperturbed image, then each order x fraction
+
+    def score(self, *, model, images, targets, saliency, masks):
+        probs, _ = self.outputs(model, images, targets, saliency, pixel_space=False)
         original, seconds = timed(
             target_probabilities, model, images, targets, self.batch_size, device=images.device
         )

@@ -1,7 +1,7 @@
 """ROAD accuracy curves, the original paper's protocol (Rong, Leemann et al., "A Consistent and
 Efficient Evaluation Strategy for Attribution Methods", ICML 2022, arXiv 2202.00449).
 
-Definition (docs/METRICS.md). Pixels are ranked by the map (bilinearly resized to the image, stable
+Definition. Pixels are ranked by the map (bilinearly resized to the image, stable
 seeded tie-break). For each fraction ``f`` in ``fractions`` (default 0.1, ..., 0.9) and each order,
 ``floor(f*H*W)`` pixels are **removed** (MoRF: the most salient, LeRF: the least salient) and filled
 by ROAD's noisy linear imputation **in [0,1] pixel space** (the image is denormalised with the model's
@@ -55,8 +55,11 @@ class RoadAccuracy(RoadMetric):
         super().__post_init__()
         self.higher_is_better = score_names(self.fractions)  # type: ignore[misc]
 
-    def __call__(self, *, model, images, targets, saliency, masks=None):
-        _, correct = self.outputs(model, images, targets, saliency, masks, pixel_space=True)
+    def cost(self) -> int:
+        return 2 * len(self.fractions)  # each order x fraction
+
+    def score(self, *, model, images, targets, saliency, masks):
+        _, correct = self.outputs(model, images, targets, saliency, pixel_space=True)
         hits = 100.0 * correct.float()  # [B, 2, F]
         scores = {}
         for o, order in enumerate(ORDERS):

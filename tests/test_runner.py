@@ -45,8 +45,15 @@ def tiny_suite(tmp_path, data_dir) -> Path:
 
 def _cli(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900, **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kw,
+    )
 
 
 def _score_rows(store_path: Path) -> list[tuple]:
@@ -59,8 +66,19 @@ def _score_rows(store_path: Path) -> list[tuple]:
 def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_path):
     store = tmp_path / "store.sqlite"
     boards = tmp_path / "boards"
-    result = _cli("run", "--suite", str(tiny_suite), "--store", str(store), "--leaderboard-dir",
-                  str(boards), "--quiet", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    result = _cli(
+        "run",
+        "--suite",
+        str(tiny_suite),
+        "--store",
+        str(store),
+        "--leaderboard-dir",
+        str(boards),
+        "--quiet",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     board = (boards / "tiny.md").read_text()
     for name in ["grad_cam", "gradient_pixel", "random", "center", "cam"]:
@@ -72,12 +90,34 @@ def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_
     assert " [" in board and "**" in board, "means with bootstrap CIs, best in bold"
     assert "Occlusion, seed-study layout" in board and "ROAD, seed-study layout" in board
     first = board
-    assert _cli("leaderboard", "--suite", "tiny", "--store", str(store), "--leaderboard-dir",
-                str(boards), cwd=tmp_path).returncode == 0  # fmt: skip
+    assert (
+        _cli(
+            "leaderboard",
+            "--suite",
+            "tiny",
+            "--store",
+            str(store),
+            "--leaderboard-dir",
+            str(boards),
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
     assert (boards / "tiny.md").read_text() == first, "same store, same bytes"
     # a second run computes nothing new
-    again = _cli("run", "--suite", str(tiny_suite), "--store", str(store), "--leaderboard-dir",
-                 str(boards), "--quiet", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    again = _cli(
+        "run",
+        "--suite",
+        str(tiny_suite),
+        "--store",
+        str(store),
+        "--leaderboard-dir",
+        str(boards),
+        "--quiet",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert "0 maps and 0 scores computed" in again.stdout, again.stdout
 
 
@@ -89,9 +129,22 @@ def test_data_dir_flag_names_the_folder_holding_every_dataset(tmp_path, data_dir
         '[[grid]]\ndataset = "synthetic"\nlimit = 2\nmodels = [{ name = "cnn_gap" }]\n'
     )
     env = {k: v for k, v in os.environ.items() if k != "BENCHMARK_DATA_DIR"}
-    result = _cli("run", "--suite", str(suite), "--data-dir", str(data_dir.resolve()), "--store",
-                  str(tmp_path / "s.sqlite"), "--leaderboard-dir", str(tmp_path), "--quiet",
-                  "--device", "cpu", cwd=tmp_path, env=env)  # fmt: skip
+    result = _cli(
+        "run",
+        "--suite",
+        str(suite),
+        "--data-dir",
+        str(data_dir.resolve()),
+        "--store",
+        str(tmp_path / "s.sqlite"),
+        "--leaderboard-dir",
+        str(tmp_path),
+        "--quiet",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "4 maps" in result.stdout and "skipped" not in result.stdout, result.stdout
 
@@ -117,8 +170,13 @@ def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, 
 
     interrupted = tmp_path / "interrupted.sqlite"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *args, "--store", str(interrupted)],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args, "--store", str(interrupted)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -163,11 +221,16 @@ def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_pa
     data = load_dataset("synthetic", limit=8, image_size=(28, 28), channels=1)
     sums = [float(model.normalize(b.pixels).flatten(1).sum(1)[0]) for b in data.batches(1)]
     explainers.registry.register("failing_test")(_FailsOnOneImage)
-    suite = parse_suite("failing", {
-        "batch_size": 4, "explainers": ["failing_test", "center"], "metrics": ["*"],
-        "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
-        "explainer_params": {"failing_test": {"bad": sums[1], "nan": sums[5]}},
-    })  # fmt: skip
+    suite = parse_suite(
+        "failing",
+        {
+            "batch_size": 4,
+            "explainers": ["failing_test", "center"],
+            "metrics": ["*"],
+            "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
+            "explainer_params": {"failing_test": {"bad": sums[1], "nan": sums[5]}},
+        },
+    )
     try:
         store = ResultsStore(tmp_path / "s.sqlite")
         summary = run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
@@ -188,12 +251,22 @@ def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_pa
 
 
 def test_grad_cam_localises_on_synthetic_better_than_the_baselines(tmp_path, data_dir):
-    suite = parse_suite("loc", {
-        "batch_size": 32, "explainers": ["grad_cam", "random", "center"],
-        "metrics": ["pointing_game", "miou"],
-        "grid": [{"dataset": "synthetic", "limit": 96, "models": [{"name": "cnn_gap", "train": True}],
-                  "metric_params": {"pointing_game": {"tolerance": 2.14}}}],  # 15 px at 224 -> 32 px
-    })  # fmt: skip
+    suite = parse_suite(
+        "loc",
+        {
+            "batch_size": 32,
+            "explainers": ["grad_cam", "random", "center"],
+            "metrics": ["pointing_game", "miou"],
+            "grid": [
+                {
+                    "dataset": "synthetic",
+                    "limit": 96,
+                    "models": [{"name": "cnn_gap", "train": True}],
+                    "metric_params": {"pointing_game": {"tolerance": 2.14}},
+                }
+            ],  # 15 px at 224 -> 32 px
+        },
+    )
     store = ResultsStore(tmp_path / "loc.sqlite")
     run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
     means: dict[tuple[str, str], list[float]] = {}
@@ -259,8 +332,20 @@ def test_concurrent_writers_do_not_corrupt_the_store(tmp_path):
 def test_gallery_writes_a_png_grid_per_model_and_an_html_index(tiny_suite, tmp_path):
     from PIL import Image
 
-    result = _cli("gallery", "--suite", str(tiny_suite), "--store", str(tmp_path / "g.sqlite"),
-                  "--out", str(tmp_path / "gallery"), "--images", "3", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    result = _cli(
+        "gallery",
+        "--suite",
+        str(tiny_suite),
+        "--store",
+        str(tmp_path / "g.sqlite"),
+        "--out",
+        str(tmp_path / "gallery"),
+        "--images",
+        "3",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "gallery" / "tiny"
     png = folder / "synthetic__cnn_gap.png"

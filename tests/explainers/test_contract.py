@@ -1,4 +1,5 @@
-"""Contract tests run for every registered explainer on every tiny model (no list to maintain)."""
+"""Contract tests run for every registered explainer on every tiny model (no list to maintain),
+and for the plugin template as a new user would copy it."""
 
 from __future__ import annotations
 
@@ -6,19 +7,25 @@ import pytest
 import torch
 
 import explainers
-from benchmark.models import FeatureLayerError
+from benchmark.config import load_suite
+from explainers import FeatureLayerError
+from tests.plugins import load_template
 
 
 def _explain(name, tiny, images, targets):
     cls = explainers.registry.get(name)
     explainer = explainers.create_explainer(name, **cls.fast_params)
+    reason = explainer.supports(tiny.model)
     try:
-        return explainer.explain(tiny.model, images, targets)
+        maps = explainer.explain(tiny.model, images, targets)
     except FeatureLayerError as e:
-        # Only CAM may refuse, only where the head is not GAP + linear, and it must say why.
+        # Only CAM may refuse, only where the head is not GAP + linear, and it must say why,
+        # already when asked through supports().
         assert "cam" == name and not tiny.cam_able, f"{name} refused a model it should handle: {e}"
-        assert "grad_cam" in str(e)
+        assert "grad_cam" in str(e) and reason is not None and "grad_cam" in reason
         pytest.skip(f"{name} refuses this head, as it should")
+    assert reason is None, f"{name} said it does not apply ({reason}) but explained"
+    return maps
 
 
 def _batch(tiny, n=3, seed=0):
@@ -28,9 +35,9 @@ def _batch(tiny, n=3, seed=0):
     return images, targets
 
 
-@pytest.mark.parametrize("name", explainers.list_explainers())
-def test_contract(name, tiny):
+def check_contract(name, tiny):
     images, targets = _batch(tiny)
+    originals = images.clone()
     maps = _explain(name, tiny, images, targets)
     height, width = tiny.input_shape[1:]
     assert maps.shape == (3, height, width)
@@ -38,6 +45,7 @@ def test_contract(name, tiny):
     assert not maps.requires_grad and maps.grad_fn is None
     assert torch.isfinite(maps).all()
     assert maps.device == images.device
+    assert torch.equal(images, originals), "explain must not modify its inputs"
     # deterministic: a second call (a fresh instance, same seed) gives the same maps
     again = _explain(name, tiny, images, targets)
     torch.testing.assert_close(maps, again)
@@ -47,12 +55,37 @@ def test_contract(name, tiny):
         torch.testing.assert_close(alone[0], maps[i], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", explainers.list_explainers())
-def test_plugin_metadata(name):
+def check_metadata(name):
     cls = explainers.registry.get(name)
     assert cls.__module__ == f"explainers.{name}", "registry name = module name"
     assert cls.__doc__ and cls.__doc__.strip(), "the first docstring line is shown by `ls`"
     assert cls.version
     module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__
     assert module_doc and "(" in module_doc, "a plugin module opens with its citation"
-    explainers.create_explainer(name).params()  # hyperparameters are recordable
+    explainer = explainers.create_explainer(name)
+    explainer.params()  # hyperparameters are recordable
+    cost = explainer.cost()
+    assert isinstance(cost, int) and cost >= 0, "cost(): model evaluations per image"
+
+
+@pytest.mark.parametrize("name", explainers.list_explainers())
+def test_contract(name, tiny):
+    check_contract(name, tiny)
+
+
+@pytest.mark.parametrize("name", explainers.list_explainers())
+def test_plugin_metadata(name):
+    check_metadata(name)
+
+
+def test_template_is_a_working_plugin_that_joins_full_not_default(tiny, capsys):
+    from benchmark.cli import main
+
+    with load_template(explainers, "my_method"):
+        check_metadata("my_method")
+        check_contract("my_method", tiny)
+        assert "my_method" in load_suite("full").explainer_names()
+        assert "my_method" not in load_suite("default").explainer_names()
+        assert main(["ls", "explainers"]) == 0
+        assert "my_method" in capsys.readouterr().out
+    assert "my_method" not in explainers.list_explainers()

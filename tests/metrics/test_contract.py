@@ -1,66 +1,110 @@
-"""Contract tests run for every registered metric (no list to maintain), and bad-input handling."""
+"""Contract tests run for every registered metric (no list to maintain), on random, tied and
+constant maps, bad-input handling, and the plugin template as a new user would copy it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 import metrics
+from benchmark.config import load_suite
 from metrics._checks import input_problems
+from tests.plugins import load_template
 
-FAST = {"road": {"fractions": (0.3, 0.7)}, "road_accuracy": {"fractions": (0.3, 0.7)}}
 
-
-def _batch(n=3, size=(12, 12)):
+def _batch(n=3, size=(12, 12), maps="random"):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(n, 3, *size, generator=g)
     saliency = torch.rand(n, size[0] // 2, size[1] // 2, generator=g)  # resized by the metrics
+    if maps == "tied":  # a ReLU'd CAM: mostly zeros, a few distinct levels
+        saliency = (saliency * 4).floor().clamp(min=2) - 2
+    elif maps == "constant":
+        saliency = torch.ones_like(saliency)
     masks = torch.zeros(n, *size, dtype=torch.bool)
     masks[:, 3:9, 2:7] = True
     return images, torch.tensor([0, 3, 1, 4, 2][:n]), saliency, masks
 
 
-def _run(name, model, images, targets, saliency, masks):
-    metric = metrics.create_metric(name, **FAST.get(name, {}))
-    return metric, metric(model=model, images=images, targets=targets, saliency=saliency,
-                          masks=masks if metric.needs_masks else None)  # fmt: skip
+def _create(name, **params):
+    return metrics.create_metric(name, **{**metrics.registry.get(name).fast_params, **params})
 
 
-@pytest.mark.parametrize("name", metrics.list_metrics())
-def test_contract(name, small_cnn):
-    images, targets, saliency, masks = _batch()
-    metric, scores = _run(name, small_cnn, images, targets, saliency, masks)
+def _run(name, model, images, targets, saliency, masks, **params):
+    metric = _create(name, **params)
+    masks = masks if metric.needs_masks else None
+    scores = metric(model=model, images=images, targets=targets, saliency=saliency, masks=masks)
+    return metric, scores
+
+
+def check_contract(name, model, maps):
+    images, targets, saliency, masks = _batch(maps=maps)
+    inputs = (images.clone(), saliency.clone(), masks.clone())
+    metric, scores = _run(name, model, images, targets, saliency, masks)
     assert set(scores) == set(metric.higher_is_better), "higher_is_better lists every score"
     for values in scores.values():
         assert values.shape == (3,) and values.dtype == torch.float32
         assert torch.isfinite(values).all()
-    _, again = _run(name, small_cnn, images, targets, saliency, masks)
+    for before, after in zip(inputs, (images, saliency, masks), strict=True):
+        assert torch.equal(before, after), "a metric must not modify its inputs"
+    _, again = _run(name, model, images, targets, saliency, masks)
     for key, values in scores.items():  # deterministic
         torch.testing.assert_close(again[key], values)
     for i in range(3):  # batch-independent
-        _, alone = _run(name, small_cnn, images[i : i + 1], targets[i : i + 1],
-                        saliency[i : i + 1], masks[i : i + 1])  # fmt: skip
+        one = slice(i, i + 1)
+        _, alone = _run(name, model, images[one], targets[one], saliency[one], masks[one])
         for key, values in scores.items():
             torch.testing.assert_close(alone[key][0], values[i], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name", metrics.list_metrics())
-def test_metadata(name):
+def check_seed_breaks_ties(name, model):
+    """A metric with a ``seed`` must use it: on a constant map (all ties) the seeded tie-break
+    (:func:`metrics.rank_pixels`) picks other pixels under another seed, which an unseeded
+    ``argsort`` (raster order) never does."""
+    if "seed" not in {f.name for f in dataclasses.fields(metrics.registry.get(name))}:
+        return
+    images, targets, saliency, masks = _batch(maps="constant")
+    _, first = _run(name, model, images, targets, saliency, masks, seed=0)
+    _, second = _run(name, model, images, targets, saliency, masks, seed=1)
+    assert any(not torch.equal(first[k], second[k]) for k in first), f"{name} ignores its seed"
+
+
+def check_metadata(name):
     cls = metrics.registry.get(name)
     assert cls.__module__ == f"metrics.{name}", "registry name = module name"
     assert cls.__doc__ and cls.version and isinstance(cls.needs_masks, bool)
     module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__
-    assert module_doc and "(" in module_doc and "Definition" in module_doc
-    metrics.create_metric(name).params()
+    assert module_doc and "(" in module_doc, "a metric module opens with its citation"
+    assert "Definition" in module_doc, "and holds its exact definition after 'Definition'"
+    metric = metrics.create_metric(name)
+    metric.params()
+    cost = metric.cost()
+    assert isinstance(cost, int) and cost >= 0, "cost(): forward passes per image"
+    assert set(cls.headline_scores()) <= set(metric.higher_is_better)
+
+
+@pytest.mark.parametrize("maps", ["random", "tied", "constant"])
+@pytest.mark.parametrize("name", metrics.list_metrics())
+def test_contract(name, maps, small_cnn):
+    check_contract(name, small_cnn, maps)
 
 
 @pytest.mark.parametrize("name", metrics.list_metrics())
-def test_bad_inputs_name_the_image(name, small_cnn):
+def test_seed_breaks_ties(name, small_cnn):
+    check_seed_breaks_ties(name, small_cnn)
+
+
+@pytest.mark.parametrize("name", metrics.list_metrics())
+def test_metadata(name):
+    check_metadata(name)
+
+
+def check_bad_inputs_name_the_image(name, model):
     images, targets, saliency, masks = _batch()
-    metric = metrics.create_metric(name, **FAST.get(name, {}))
-    call = dict(model=small_cnn, images=images, targets=targets, masks=masks)
+    metric = _create(name)
+    call = dict(model=model, images=images, targets=targets, masks=masks)
     nan = saliency.clone()
     nan[1, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="image 1 of the batch: saliency contains NaN"):
@@ -76,6 +120,41 @@ def test_bad_inputs_name_the_image(name, small_cnn):
             metric(**{**call, "saliency": saliency, "masks": None})
 
 
+@pytest.mark.parametrize("name", metrics.list_metrics())
+def test_bad_inputs_name_the_image(name, small_cnn):
+    check_bad_inputs_name_the_image(name, small_cnn)
+
+
+def test_template_is_a_working_plugin_that_joins_full_not_default(small_cnn, capsys):
+    from benchmark.cli import main
+
+    with load_template(metrics, "my_metric"):
+        check_metadata("my_metric")
+        for maps in ("random", "tied", "constant"):
+            check_contract("my_metric", small_cnn, maps)
+        check_seed_breaks_ties("my_metric", small_cnn)
+        check_bad_inputs_name_the_image("my_metric", small_cnn)
+        assert "my_metric" in load_suite("full").metric_names()
+        assert "my_metric" not in load_suite("default").metric_names()
+        assert main(["ls", "metrics"]) == 0
+        assert "my_metric" in capsys.readouterr().out
+    assert "my_metric" not in metrics.list_metrics()
+
+
+def test_empty_masks_give_nan_for_every_mask_metric(small_cnn):
+    images, targets, saliency, masks = _batch()
+    masks[1] = False
+    for name in metrics.list_metrics():
+        metric = _create(name)
+        if not metric.needs_masks:
+            continue
+        scores = metric(
+            model=small_cnn, images=images, targets=targets, saliency=saliency, masks=masks
+        )
+        for key, values in scores.items():
+            assert math.isnan(values[1]) and torch.isfinite(values[[0, 2]]).all(), (name, key)
+
+
 def test_input_problems_flag_only_the_bad_image():
     images, _, saliency, masks = _batch()
     saliency[2, 0, 0] = float("inf")
@@ -89,11 +168,16 @@ def test_input_problems_flag_only_the_bad_image():
 def test_runner_can_drop_bad_images_and_keep_the_rest(small_cnn):
     """What the runner does: evaluate the good images; their values equal a clean run's."""
     images, targets, saliency, masks = _batch()
-    clean = metrics.create_metric("miou")(model=small_cnn, images=images, targets=targets,
-                                          saliency=saliency, masks=masks)  # fmt: skip
+    miou = metrics.create_metric("miou")
+    clean = miou(model=small_cnn, images=images, targets=targets, saliency=saliency, masks=masks)
     saliency[1] = float("nan")
     keep = torch.tensor([p is None for p in input_problems(images, saliency, masks)])
-    kept = metrics.create_metric("miou")(model=small_cnn, images=images[keep], targets=targets[keep],
-                                         saliency=saliency[keep], masks=masks[keep])  # fmt: skip
+    kept = miou(
+        model=small_cnn,
+        images=images[keep],
+        targets=targets[keep],
+        saliency=saliency[keep],
+        masks=masks[keep],
+    )
     torch.testing.assert_close(kept["top10"], clean["top10"][keep])
     assert not math.isnan(kept["oracle"].sum().item())

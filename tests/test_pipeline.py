@@ -1,0 +1,136 @@
+"""The stages of a run on small in-process suites: what runs in which order, isolation of the
+plugins, budgets, suite inheritance, and the generated definition pages."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import explainers
+from benchmark import leaderboard
+from benchmark.cli import main
+from benchmark.config import load_suite, parse_suite
+from benchmark.runner import run_suite
+from benchmark.store import ResultsStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def registered(name: str, cls):
+    explainers.registry.register(name)(cls)
+    try:
+        yield
+    finally:
+        explainers.registry.unregister(name)
+
+
+def _run(tmp_path, explainer_names, metrics=("pointing_game",), **suite_keys):
+    suite = parse_suite(
+        "pipe",
+        {
+            "batch_size": 4,
+            "explainers": list(explainer_names),
+            "metrics": list(metrics),
+            "grid": [{"dataset": "synthetic", "limit": 4, "models": [{"name": "cnn_gap"}]}],
+            **suite_keys,
+        },
+    )
+    store = ResultsStore(tmp_path / f"{'-'.join(explainer_names)}.sqlite")
+    summary = run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
+    return store, summary
+
+
+@dataclass
+class _NeverApplies(explainers.Explainer):
+    """Test plugin: refuses every model; must never be prepared or called."""
+
+    def supports(self, model):
+        return "needs something this model lacks"
+
+    def prepare(self, model, background):
+        raise AssertionError("prepare ran before the supports() check")
+
+    def explain(self, model, images, targets):
+        raise AssertionError("explain ran on a model the method said it does not support")
+
+
+def test_supports_is_asked_before_prepare_and_any_call(tmp_path, data_dir):
+    with registered("never_applies", _NeverApplies):
+        store, summary = _run(tmp_path, ["never_applies", "center"])
+    assert not summary.failures
+    assert any("never_applies does not apply: needs something" in s for s in summary.skipped)
+    board = leaderboard.render(store, "pipe")
+    assert "never_applies does not apply" in board
+
+
+@dataclass
+class _ReturnsAList(explainers.Explainer):
+    """Test plugin: returns the wrong type."""
+
+    def explain(self, model, images, targets):
+        return [0.0] * len(images)
+
+
+@dataclass
+class _WritesIntoItsInput(explainers.Explainer):
+    """Test plugin: zeroes the images it is given, then returns a constant map."""
+
+    def explain(self, model, images, targets):
+        images.zero_()
+        targets.zero_()
+        return torch.ones(images.shape[0], *images.shape[-2:])
+
+
+def test_a_wrong_return_type_is_a_failure_per_image_and_the_run_goes_on(tmp_path, data_dir):
+    with registered("returns_a_list", _ReturnsAList):
+        store, summary = _run(tmp_path, ["returns_a_list", "center"])
+    assert len(summary.failures) == 4 and all("not a torch.Tensor" in f for f in summary.failures)
+    explained = {e for _, _, e, m, *_ in store.scores("pipe") if m == "runtime"}
+    assert explained == {"center"}
+
+
+def test_an_explainer_writing_into_its_input_does_not_change_the_others_maps(tmp_path, data_dir):
+    clean, _ = _run(tmp_path, ["gradient_pixel"], metrics=("occlusion",))
+    with registered("writes_into_input", _WritesIntoItsInput):
+        mixed, summary = _run(tmp_path, ["writes_into_input", "gradient_pixel"], ["occlusion"])
+    assert not summary.failures
+
+    def scores(store):
+        return [r for r in store.scores("pipe") if r[2] == "gradient_pixel" and r[3] != "runtime"]
+
+    assert scores(mixed) == scores(clean)
+
+
+def test_metrics_that_cannot_run_and_plugins_over_budget_leave_a_line(tmp_path, data_dir):
+    store, summary = _run(
+        tmp_path, ["grad_cam", "center"], metrics=("road_accuracy", "pointing_game"), max_cost=1
+    )
+    lines = "\n".join(summary.skipped)
+    assert "road_accuracy not run: needs ground-truth labels" in lines  # random-init cnn_gap
+    assert "grad_cam not run: costs 2 evaluations per image, over max_cost = 1" in lines
+    assert {e for _, _, e, *_ in store.scores("pipe")} == {"center"}
+    assert "road_accuracy not run" in leaderboard.render(store, "pipe")
+
+
+def test_full_extends_default_and_takes_every_plugin(tmp_path):
+    default, full = load_suite("default"), load_suite("full")
+    assert full.grid == default.grid and full.explainer_params == default.explainer_params
+    assert full.explainer_names() == explainers.list_explainers()
+    assert default.explainer_names() == sorted(default.explainers)  # curated: named one by one
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "nope"\n')
+    with pytest.raises(ValueError, match="extends = 'nope': no such built-in suite"):
+        load_suite(bad)
+
+
+@pytest.mark.parametrize("kind, page", [("metrics", "METRICS.md"), ("explainers", "EXPLAINERS.md")])
+def test_definition_pages_are_generated_from_the_docstrings(kind, page, capsys):
+    assert main(["ls", kind, "--markdown"]) == 0
+    assert (REPO / "docs" / page).read_text() == capsys.readouterr().out, (
+        f"docs/{page} is stale: python -m benchmark ls {kind} --markdown > docs/{page}"
+    )
