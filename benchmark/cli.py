@@ -79,6 +79,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def add_ls(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``ls``."""
     p.add_argument("what", choices=["explainers", "metrics", "models", "suites"])
     p.add_argument("pattern", nargs="?", default="*", help="shell wildcards, comma-separated")
     p.add_argument(
@@ -87,6 +88,7 @@ def add_ls(p: argparse.ArgumentParser) -> None:
 
 
 def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every command that works on a suite shares (run, gallery)."""
     p.add_argument(
         "--suite", default="default", help="built-in suite name or a .toml path (default: default)"
     )
@@ -152,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``run``: the suite's, plus what narrows or places its output."""
     _add_suite_arguments(p)
     p.add_argument("--metrics", help="comma-separated wildcards, e.g. 'road,miou'")
     p.add_argument("--limit", type=int, help="at most N images per dataset")
@@ -175,6 +178,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def add_leaderboard(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``leaderboard``."""
     p.add_argument("--suite", default="default", help="suite name (default: default)")
     p.add_argument("--store", default="results/benchmark.sqlite", help="SQLite results store")
     p.add_argument("--leaderboard-dir", default="leaderboards", help="output folder")
@@ -195,6 +199,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def add_gallery(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``gallery``."""
     _add_suite_arguments(p)
     p.add_argument("--images", type=int, default=6, help="images per grid (default 6)")
     p.add_argument("--out", default="gallery", help="output folder (default gallery/)")
@@ -214,6 +219,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] =
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmark`` parser, one subcommand per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmark", description=__doc__.splitlines()[0]
     )
@@ -224,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command (no arguments: ``run``, the default suite). Errors a user can fix (an
+    unknown name, a missing file, bad input) print one line and exit 2, without a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv or ["run"])
     function = COMMANDS[args.command][0]

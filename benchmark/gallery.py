@@ -68,6 +68,8 @@ def write_gallery(
 def _plot(
     path: Path, batch, columns: dict[str, list], targets: list[int], class_names: list[str]
 ) -> None:
+    """One PNG: a row per image; columns: the image, its mask and target class, then each
+    explainer's map as a jet overlay (min-max scaled per map), or "failed" where there is none."""
     import matplotlib.pyplot as plt
 
     n = len(batch.ids)

@@ -61,6 +61,8 @@ def paired_p_value(a: dict[str, float], b: dict[str, float]) -> float:
 
 
 def direction(metric: str, score: str) -> bool | None:
+    """True if higher is better, False if lower is, None if unknown (a metric no longer
+    installed): from the metric's ``higher_is_better``; runtime is lower-is-better."""
     if metric == RUNTIME:
         return False
     try:
@@ -70,16 +72,19 @@ def direction(metric: str, score: str) -> bool | None:
 
 
 def _arrow(higher: bool | None) -> str:
+    """The heading's direction mark."""
     return {True: " ↑", False: " ↓", None: ""}[higher]
 
 
 def _fmt(x: float) -> str:
+    """Two decimals, three significant digits below 0.01 (runtimes), an en dash for NaN."""
     if math.isnan(x):
         return "–"
     return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.2f}"
 
 
 def _anchor(*parts: str) -> str:
+    """A citable HTML anchor: parts joined by '-', slashes and spaces replaced."""
     return "-".join(p.replace("/", "-").replace(" ", "-") for p in parts)
 
 
@@ -99,6 +104,8 @@ class _Column:
         self.best, self.tied = self._best()
 
     def _best(self) -> tuple[str | None, bool]:
+        """(best explainer by mean in the score's direction, ties broken by name; whether its
+        lead over the runner-up is not significant at ALPHA on their paired images)."""
         if self.higher is None:
             return None, False
         ranked = sorted(
@@ -114,6 +121,7 @@ class _Column:
         return best, tied
 
     def cell(self, explainer: str, with_ci: bool = True) -> str:
+        """``mean [low, high]``, bold (and a dagger if tied) for the best."""
         values = np.array(list(self.values.get(explainer, {}).values()), dtype=float)
         if len(values) == 0:
             return "–"
@@ -126,16 +134,21 @@ class _Column:
         return text
 
     def n(self, explainer: str) -> str:
+        """Images scored, and how many were not applicable (NaN, e.g. an empty mask)."""
         n, skipped = len(self.values.get(explainer, {})), self.skipped.get(explainer, 0)
         return f"{n}" + (f" ({skipped} skipped)" if skipped else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def render(store: ResultsStore, suite: str, store_label: str = "results/benchmark.sqlite") -> str:
+    """The whole board of ``suite`` as markdown: per dataset, one section per model, the seed
+    layouts, the failures, the provenance. Depends only on the store's rows (sorted), so the
+    same store always gives the same bytes."""
     data: dict[tuple[str, str], dict[str, dict[str, dict[str, dict[str, float | None]]]]] = (
         defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
     )  # (dataset, model) -> metric -> score -> explainer -> image -> value
@@ -189,6 +202,8 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
 
 
 def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
+    """One citable table group: the model's provenance line, the summary, the runtimes, and one
+    table per metric with every score, its CI and N."""
     anchor = _anchor(suite, dataset, model)
     explainers = sorted(
         {e for scores in metrics_data.values() for per in scores.values() for e in per},
@@ -251,10 +266,12 @@ def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]
 
 
 def _median(seconds: list[float]) -> str:
+    """Median seconds per image, formatted (– when none)."""
     return _fmt(float(np.median(seconds))) if seconds else "–"
 
 
 def _headline(metric: str) -> tuple[str, ...]:
+    """The metric's summary-table score(s); none for a metric no longer installed."""
     try:
         return metric_plugins.registry.get(metric).headline_scores()
     except KeyError:  # a metric no longer installed: its first stored score
@@ -262,6 +279,7 @@ def _headline(metric: str) -> tuple[str, ...]:
 
 
 def _score_order(metric: str, score: str) -> tuple[int, Any]:
+    """Columns in the order the metric declares its scores; unknown ones last, naturally sorted."""
     try:
         order = list(metric_plugins.registry.get(metric).higher_is_better)
         return (order.index(score), "") if score in order else (len(order), natural_key(score))
@@ -270,6 +288,7 @@ def _score_order(metric: str, score: str) -> tuple[int, Any]:
 
 
 def _version(metric: str) -> str:
+    """`` (vN)`` after a metric's name, so a citation names the definition's version."""
     try:
         return f" (v{metric_plugins.registry.get(metric).version})"
     except KeyError:
@@ -277,6 +296,8 @@ def _version(metric: str) -> str:
 
 
 def _model_info(store: ResultsStore, dataset: str, model: str) -> str:
+    """How the model was obtained (trained here, pretrained, given, random), its test accuracy and
+    the start of its weights' sha256, from the store's model records."""
     infos = [i for i in store.models() if i.get("name") == model and i.get("dataset") == dataset]
     parts = []
     for info in infos:
@@ -339,6 +360,8 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
 
 
 def _provenance(store: ResultsStore, suite: str) -> list[str]:
+    """The runs that wrote to the board (commit, dirty flag, device, threads, seed), what the
+    latest could not run, and its package versions."""
     runs = store.runs(suite)
     if not runs:
         return []

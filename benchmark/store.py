@@ -81,10 +81,13 @@ class ResultsStore:
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the connection (every write is already committed)."""
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: ``BEGIN IMMEDIATE`` takes the write lock up front (other writers wait
+        up to the busy timeout), everything inside commits together or not at all."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -96,6 +99,7 @@ class ResultsStore:
     # -- runs and models ----------------------------------------------------------------------
 
     def start_run(self, suite: str, provenance: dict[str, Any]) -> int:
+        """A new run of ``suite`` with its provenance (git, packages, device, config); its id."""
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (suite, started, provenance) VALUES (?, ?, ?)",
@@ -104,6 +108,7 @@ class ResultsStore:
             return int(cursor.lastrowid)
 
     def finish_run(self, run_id: int, skipped: list[str] = ()) -> None:
+        """Mark the run finished, with the lines of what it could not run and why."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished = ?, skipped = ? WHERE run_id = ?",
@@ -111,6 +116,7 @@ class ResultsStore:
             )
 
     def runs(self, suite: str) -> list[dict[str, Any]]:
+        """Every run of ``suite``, oldest first: id, start and finish times, provenance, skipped."""
         rows = self.db.execute(
             "SELECT run_id, started, finished, provenance, skipped FROM runs WHERE suite = ? "
             "ORDER BY run_id",
@@ -128,6 +134,7 @@ class ResultsStore:
         ]
 
     def put_model(self, model_key: str, info: dict[str, Any]) -> None:
+        """Record (or refresh) a model's provenance under its cache identity."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?)",
@@ -172,6 +179,7 @@ class ResultsStore:
     # -- scores and failures --------------------------------------------------------------------
 
     def done_cells(self, suite: str, cells: Iterable[str]) -> set[str]:
+        """The cell keys among ``cells`` that ``suite`` already has scores for."""
         sql = "SELECT DISTINCT cell FROM scores WHERE suite = ? AND cell IN ({})"
         return {row[0] for row in self._rows_in(sql, cells, suite)}
 
@@ -205,6 +213,8 @@ class ResultsStore:
             )
 
     def put_failure(self, key: str, cell: Cell, stage: str, message: str, run_id: int) -> None:
+        """Record why a cell could not be computed (replacing an older message for it); a later
+        success of the same cell removes it (:meth:`put_scores`)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -231,6 +241,7 @@ class ResultsStore:
         ).fetchall()
 
     def failures(self, suite: str) -> list[tuple]:
+        """(dataset, model, explainer, metric, image, stage, message) rows, in a fixed order."""
         return self.db.execute(
             "SELECT dataset, model, explainer, metric, image, stage, message FROM failures "
             "WHERE suite = ? ORDER BY dataset, model, explainer, metric, image",
