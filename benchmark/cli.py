@@ -132,7 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.store import ResultsStore
 
     suite = _suite(args)
-    if args.batch_size:
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         suite.batch_size = args.batch_size
     store = ResultsStore(args.store)
     summary = run_suite(suite, store, device=args.device, progress=not args.quiet)

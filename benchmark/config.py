@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.registry import match_patterns
+from benchmark.registry import match_patterns, match_strictly
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -80,14 +80,18 @@ class Suite:
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def explainer_names(self) -> list[str]:
+        """The registered explainers the suite's patterns select (each must match one)."""
         import explainers
 
-        return explainers.list_explainers(self.explainers)
+        names = explainers.registry.names()
+        return match_strictly(names, self.explainers, "explainer", f"suite {self.name!r}")
 
     def metric_names(self) -> list[str]:
+        """The registered metrics the suite's patterns select (each must match one)."""
         import metrics
 
-        return metrics.list_metrics(self.metrics)
+        names = metrics.registry.names()
+        return match_strictly(names, self.metrics, "metric", f"suite {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,16 +115,83 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+# The TOML type of every suite value (None: any table of tables, checked against the plugins).
+_TYPES = {
+    "description": str,
+    "extends": str,
+    "seed": int,
+    "batch_size": int,
+    "max_cost": int,
+    "explainers": list,
+    "metrics": list,
+    "grid": list,
+    "dataset": str,
+    "models": list,
+    "limit": int,
+    "split": str,
+    "target": str,
+    "name": str,
+    "train": bool,
+    "pretrained": bool,
+    "weights": str,
+    "sha256": str,
+    "explainer_params": dict,
+    "metric_params": dict,
+}
+_POSITIVE = {"batch_size", "limit"}
+
+
+def _check_types(table: dict, where: str) -> None:
+    """Every known key holds its type (a string where a list belongs is an error, not a list of
+    characters); counts are positive."""
+    for key, value in table.items():
+        expected = _TYPES.get(key)
+        if expected is None:
+            continue
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if not ok:
+            raise ValueError(
+                f"{where}: {key} must be {_type_name(expected)}, not {type(value).__name__} "
+                f"({value!r})"
+            )
+        if key in _POSITIVE and value < 1:
+            raise ValueError(f"{where}: {key} must be at least 1, got {value}")
+        if expected is list and key in ("explainers", "metrics"):
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{where}: {key} must be a list of names or wildcards")
+
+
+def _type_name(kind: type) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }[kind]
+
+
 def parse_suite(name: str, data: dict[str, Any], where: str = "suite") -> Suite:
     """Build a :class:`Suite` from a parsed TOML table, rejecting unknown keys."""
     _check_keys(data, _fields(Suite) - {"name"}, where)
+    _check_types(data, where)
     grid = []
     for i, block in enumerate(data.get("grid", [])):
-        _check_keys(block, _fields(GridEntry), f"{where}: [[grid]] #{i + 1}")
+        block_where = f"{where}: [[grid]] #{i + 1}"
+        if not isinstance(block, dict):
+            raise ValueError(f"{block_where} must be a table ([[grid]]), not {block!r}")
+        _check_keys(block, _fields(GridEntry), block_where)
+        _check_types(block, block_where)
+        if "dataset" not in block:
+            raise ValueError(f"{block_where}: no dataset")
         models = []
         for spec in block.get("models", []):
             spec = {"name": spec} if isinstance(spec, str) else spec
-            _check_keys(spec, _fields(ModelSpec), f"{where}: model {spec.get('name', '?')!r}")
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ValueError(f"{block_where}: a model is a name or a table with a name")
+            model_where = f"{where}: model {spec['name']!r}"
+            _check_keys(spec, _fields(ModelSpec), model_where)
+            _check_types(spec, model_where)
             models.append(ModelSpec(**spec))
         if block.get("target", "predicted") not in ("predicted", "label"):
             raise ValueError(f"{where}: target must be 'predicted' or 'label'")
@@ -197,7 +268,16 @@ def narrow(
     metrics: str | None = None,
     limit: int | None = None,
 ) -> Suite:
-    """Apply CLI overrides: comma-separated wildcard lists select within the suite; ``limit`` caps images."""
+    """Apply CLI overrides: comma-separated wildcard lists select within the suite (each pattern
+    must match something in it); ``limit`` (at least 1) caps images."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    where = f"--%s on suite {suite.name!r}"
+    if datasets:
+        match_strictly({e.dataset for e in suite.grid}, datasets, "dataset", where % "datasets")
+    if models:
+        names = {m.name for e in suite.grid for m in e.models}
+        match_strictly(names, models, "model", where % "models")
     grid = []
     for entry in suite.grid:
         if datasets and not match_patterns([entry.dataset], datasets):
@@ -210,11 +290,13 @@ def narrow(
         raise ValueError(f"the filters leave nothing to run in suite {suite.name!r}")
     narrowed = dataclasses.replace(suite, grid=grid)
     if explainers:
-        narrowed.explainers = [
-            n for n in suite.explainer_names() if match_patterns([n], explainers)
-        ]
+        selected = suite.explainer_names()
+        narrowed.explainers = match_strictly(
+            selected, explainers, "explainer", where % "explainers"
+        )
     if metrics:
-        narrowed.metrics = [n for n in suite.metric_names() if match_patterns([n], metrics)]
+        selected = suite.metric_names()
+        narrowed.metrics = match_strictly(selected, metrics, "metric", where % "metrics")
     for kind, names in (("explainers", narrowed.explainers), ("metrics", narrowed.metrics)):
         if not names:
             raise ValueError(f"no {kind} left in suite {suite.name!r} after the filters")

@@ -43,6 +43,25 @@ def match_patterns(names: Iterable[str], patterns: str | Iterable[str]) -> list[
     )
 
 
+def match_strictly(
+    names: Iterable[str], patterns: str | Iterable[str], kind: str, where: str
+) -> list[str]:
+    """:func:`match_patterns`, but every pattern must match at least one name: a misspelt name or
+    a wildcard that matches nothing is an error naming ``where`` and the closest names."""
+    names = list(names)
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise ValueError(f"{where}: {kind} pattern {pattern!r} is not a string")
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise ValueError(
+                f"{where}: {pattern!r} matches no {kind}.{did_you_mean(pattern, names, cutoff=0.5)} "
+                f"Known: {', '.join(sorted(names, key=natural_key)) or '(none)'}"
+            )
+    return match_patterns(names, patterns)
+
+
 def setting(default: Any) -> Any:
     """A plugin dataclass field that changes how it runs (batch size, worker threads), never its
     numbers: left out of :func:`plugin_params`, so changing it keeps every cached result valid."""

@@ -306,8 +306,10 @@ def test_suites_reject_unknown_keys_and_narrow_with_wildcards(tmp_path):
     assert [e.dataset for e in small.grid] == ["synthetic"]
     assert [m.name for m in small.grid[0].models] == ["cnn_gap"] and small.grid[0].limit == 5
     assert small.explainers == ["grad_cam", "gradient_pixel", "random"]
-    with pytest.raises(ValueError, match="nothing to run"):
+    with pytest.raises(ValueError, match="matches no dataset"):
         narrow(default, datasets="nope")
+    with pytest.raises(ValueError, match="nothing to run"):
+        narrow(default, datasets="voc-masks", models="cnn_gap")
 
 
 def test_concurrent_writers_do_not_corrupt_the_store(tmp_path):
