@@ -4,12 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from explainers import create_explainer
-from tests.conftest import TINY_MODELS
-from tests.explainers.test_cam import gap_linear_model
+from tests.models import TINY_MODELS, gap_linear
 
 
 def test_grad_cam_equals_relu_cam_up_to_a_positive_factor_on_gap_linear():
-    model = gap_linear_model()
+    model = gap_linear()
     images, targets = torch.randn(3, 2, 8, 8), torch.tensor([0, 1, 2])
     cam = create_explainer("cam").explain(model, images, targets)
     grad_cam = create_explainer("grad_cam").explain(model, images, targets)

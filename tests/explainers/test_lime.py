@@ -1,14 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from benchmark.models import Classifier
-from explainers import create_explainer
+from explainers import create_explainer, image_seeds
 from explainers._perturbation import numpy_seed, to_pixels
 from explainers._segmentation import superpixels
-from explainers._utils import image_seeds
 from explainers.lime import _batched_lime_explainer
+from tests.models import linear_classifier, pixel_weights
 
 
 def test_batched_neighbourhood_equals_limes_own():
@@ -41,15 +39,13 @@ def test_batched_neighbourhood_equals_limes_own():
 def test_linear_model_weights_are_each_superpixels_contribution():
     # A linear logit is exactly linear in the superpixels' on/off bits, so LIME's weighted ridge
     # recovers c_k = sum_{i in k} w_i (x_i - hidden_i) up to its small ridge shrinkage.
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 2))
-    model = Classifier.from_module(net, (0.5,) * 3, (0.5,) * 3)
+    model = linear_classifier((3, 24, 24), 2)
     pixels = torch.rand(1, 3, 24, 24)
     images = model.normalize(pixels)
     maps = create_explainer("lime", num_samples=2000, output="logit", hide_color=0.5).explain(
         model, images, torch.tensor([1])
     )
-    contribution = (net[1].weight[1].detach().view(3, 24, 24) * images[0]).sum(0)  # hidden = 0
+    contribution = (pixel_weights(model)[1] * images[0]).sum(0)  # hidden = 0
     seed = numpy_seed(image_seeds(images, 0)[0])  # the explainer's own segmentation
     segments = superpixels(to_pixels(model, images)[0], "quickshift", seed)
     assert segments.max() >= 3, "the test needs several superpixels"
@@ -61,8 +57,7 @@ def test_linear_model_weights_are_each_superpixels_contribution():
 
 
 def test_slic_option_and_grey_images():
-    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2))
-    model = Classifier.from_module(net, (0.5,), (0.5,))
+    model = linear_classifier((1, 28, 28), 2)
     images = model.normalize(torch.rand(1, 1, 28, 28))
     maps = create_explainer("lime", num_samples=50, segmentation="slic").explain(
         model, images, torch.tensor([0])
@@ -71,8 +66,7 @@ def test_slic_option_and_grey_images():
 
 
 def test_refuses_four_channel_images_and_unknown_segmentations():
-    net = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
-    model = Classifier.from_module(net, (0.5,) * 4, (0.5,) * 4)
+    model = linear_classifier((4, 8, 8), 2)
     with pytest.raises(ValueError, match="channels"):
         create_explainer("lime").explain(model, torch.zeros(1, 4, 8, 8), torch.tensor([0]))
     with pytest.raises(ValueError, match="quickshift"):

@@ -10,26 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from benchmark.models import Classifier
 from explainers import create_explainer
+from tests.models import region_contrast
 
 SIZE = 32
 REGION = (slice(6, 18), slice(14, 30))  # rows, cols: 12 x 16 pixels, off centre
-
-
-class RegionContrast(nn.Module):
-    """Class 0's logit = 4 x mean over REGION of the squared normalised input; class 1's = 0.
-
-    Every masking (blur, superpixel mean, a baseline at the data mean) lowers the contrast, so the
-    region's pixels carry positive attribution and the others none.
-    """
-
-    def forward(self, x):
-        inside = x[:, :, REGION[0], REGION[1]]
-        logit = 4 * inside.pow(2).mean(dim=(1, 2, 3))
-        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
 
 
 def _images(n=2):
@@ -53,7 +39,7 @@ def _images(n=2):
     ],
 )
 def test_positive_mass_lies_in_the_region(name, params):
-    model = Classifier.from_module(RegionContrast(), (0.5,) * 3, (0.5,) * 3, (3, SIZE, SIZE))
+    model = region_contrast((3, SIZE, SIZE), *REGION)
     images = model.normalize(_images())
     maps = create_explainer(name, **params).explain(model, images, torch.zeros(2, dtype=torch.long))
     positive = maps.clamp(min=0)

@@ -1,18 +1,13 @@
 import numpy as np
 import torch
-from torch import nn
 
-from benchmark.models import Classifier
 from explainers import create_explainer
+from tests.models import linear_classifier, pixel_weights
 
 
-def _linear(channels=2, size=8, classes=3):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, classes))
-    model = Classifier.from_module(
-        net, (0.5,) * channels, (0.5,) * channels, (channels, size, size)
-    )
-    return model, net[1].weight.detach().view(classes, channels, size, size)
+def _linear():
+    model = linear_classifier((2, 8, 8), 3)
+    return model, pixel_weights(model)
 
 
 def test_linear_model_without_background_gives_weight_times_input():

@@ -1,24 +1,21 @@
 import cv2
 import pytest
 import torch
-from torch import nn
 
-from benchmark.models import Classifier
 from explainers import create_explainer
+from tests.models import linear_classifier, pixel_weights
 
 
 def test_linear_model_owen_values_are_weight_times_difference_to_the_blur():
     # On a linear model every coalition game is additive, so the Owen values are exact once the
     # budget covers the whole partition tree: phi_i = w_i * (x_i - blur(x)_i) in model inputs.
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
-    model = Classifier.from_module(net, (0.5,), (0.25,), (1, 4, 4))
+    model = linear_classifier((1, 4, 4), 3, std=0.25)
     images = model.normalize(torch.rand(2, 1, 4, 4))
     targets = torch.tensor([2, 0])
     maps = create_explainer(
         "shap_partition", max_evals=1000, output="logit", blur_fraction=0.5
     ).explain(model, images, targets)
-    w = net[1].weight.detach().view(3, 4, 4)
+    w = pixel_weights(model)[:, 0]
     for x, t, m in zip(images, targets, maps, strict=True):
         pixels = model.denormalize(x[None])[0, 0].numpy() * 255
         blurred = cv2.blur(pixels[..., None], (2, 2)) / 255  # the masker's box blur, 2 = 0.5 x 4
@@ -29,9 +26,7 @@ def test_linear_model_owen_values_are_weight_times_difference_to_the_blur():
 @pytest.mark.parametrize("masker", ["inpaint_telea", "inpaint_ns"])
 def test_inpainting_maskers_run_on_grey_and_colour(masker):
     for channels in (1, 3):
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Flatten(), nn.Linear(channels * 16 * 16, 2))
-        model = Classifier.from_module(net, (0.5,) * channels, (0.5,) * channels)
+        model = linear_classifier((channels, 16, 16), 2)
         images = model.normalize(torch.rand(1, channels, 16, 16))
         maps = create_explainer("shap_partition", max_evals=40, masker=masker).explain(
             model, images, torch.tensor([1])

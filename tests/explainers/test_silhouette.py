@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from benchmark.models import Classifier
 from explainers import create_explainer
+from tests.models import identity_classifier
 
 
 def _xray(bright=None, size=128, seed=0):
@@ -39,8 +39,7 @@ def test_the_brighter_half_is_chosen_before_the_brightest_quadrant():
 
 
 def test_four_by_four_grid_and_denormalisation():
-    net = torch.nn.Flatten()
-    model = Classifier.from_module(net, (0.5,), (0.25,))
+    model = identity_classifier(std=0.25)
     image = _xray((slice(42, 65), slice(96, 128)))  # band rows 20|42|65|88|110: row 1, col 3
     maps = create_explainer("silhouette", grid=4).explain(
         model, model.normalize(image), torch.tensor([0])

@@ -91,8 +91,12 @@ def test_road_on_gpu_matches_cpu(small_cnn, monkeypatch):
     metric = create_metric("road")
     cpu = metric(model=small_cnn, images=images, targets=targets, saliency=saliency[:, 0])
     try:
-        gpu = metric(model=small_cnn.to("cuda"), images=images.cuda(), targets=targets.cuda(),
-                     saliency=saliency[:, 0].cuda())  # fmt: skip
+        gpu = metric(
+            model=small_cnn.to("cuda"),
+            images=images.cuda(),
+            targets=targets.cuda(),
+            saliency=saliency[:, 0].cuda(),
+        )
     finally:
         small_cnn.to("cpu")
     for name in cpu:

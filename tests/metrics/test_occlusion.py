@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metrics import create_metric
-from tests.metrics.conftest import linear_toy
+from tests.models import linear_toy
 
 
 def _sigmoid(z):
@@ -68,8 +68,9 @@ def test_average_drop_divides_by_y_unlike_grad_cam_drop_in_confidence():
 def test_subject_is_exactly_floor_q_n_on_constant_map(small_cnn):
     images = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
     metric = create_metric("occlusion", q=0.25)
-    a = metric(model=small_cnn, images=images, targets=torch.tensor([0, 1]),
-               saliency=torch.ones(2, 20, 20))  # fmt: skip
+    a = metric(
+        model=small_cnn, images=images, targets=torch.tensor([0, 1]), saliency=torch.ones(2, 20, 20)
+    )
     # b and s are complementary occlusions of exactly 100 pixels: not the whole image, not nothing
     assert set(a) == set(metric.higher_is_better)
     assert all(torch.isfinite(v).all() for v in a.values())

@@ -18,8 +18,8 @@ def _reference(cls, percentile, model, images, saliency, targets):
 
     metric = cls(percentile)
     metric.perturbation.imputer.noise = 0.0
-    return metric(images, saliency.numpy(), [ClassifierOutputSoftmaxTarget(int(t)) for t in targets],
-                  model.net)  # fmt: skip
+    outputs = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
+    return metric(images, saliency.numpy(), outputs, model.net)
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.3, 0.9])
@@ -50,8 +50,8 @@ def test_agrees_with_road_combined_average(small_cnn):
     for averager in (reference.morf_averager, reference.lerf_averager):
         inner = averager.imputer
         averager.imputer = lambda p, inner=inner: _noiseless(inner(p))
-    theirs = reference(images, saliency.numpy(), [ClassifierOutputSoftmaxTarget(int(t)) for t in targets],
-                       small_cnn.net)  # fmt: skip
+    outputs = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
+    theirs = reference(images, saliency.numpy(), outputs, small_cnn.net)
     ours = create_metric("road", noise=0.0)(
         model=small_cnn, images=images, targets=targets, saliency=saliency
     )
@@ -104,14 +104,15 @@ def test_road_accuracy_imputes_in_pixel_space(small_cnn):
     kw = dict(fractions=(1.0,), noise=0.0, seed=0, batch_size=4, workers=0, timings=timings)
     black = small_cnn.normalize(torch.zeros_like(images))
     for pixel_space, filled in ((True, black), (False, torch.zeros_like(images))):
-        probs, _ = _road.road_outputs(small_cnn, images, torch.tensor([1]), saliency,
-                                      pixel_space=pixel_space, **kw)  # fmt: skip
+        probs, _ = _road.road_outputs(
+            small_cnn, images, torch.tensor([1]), saliency, pixel_space=pixel_space, **kw
+        )
         expected = small_cnn.probabilities(filled)[0, 1]
         torch.testing.assert_close(probs[0, 0, 0], expected, atol=1e-6, rtol=0)
 
 
 def test_cpu_forwards_in_single_threaded_chunks_match_one_batch(small_cnn, monkeypatch):
-    from metrics import _road
+    from metrics import _forward
 
     images, _ = _batch(n=11)
     targets = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0])
@@ -119,9 +120,9 @@ def test_cpu_forwards_in_single_threaded_chunks_match_one_batch(small_cnn, monke
         expected = small_cnn.probabilities(images)
     threads = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the pool even on a 1-core machine
-    monkeypatch.setattr(_road, "CPU_CHUNK_VALUES", 3 * images[0].numel())  # chunks of 3: 3,3,3,2
+    monkeypatch.setattr(_forward, "CPU_CHUNK_VALUES", 3 * images[0].numel())  # chunks of 3: 3,3,3,2
     with torch.enable_grad():
-        probs, hits = _road._forward(small_cnn, images, targets, batch_size=64)
+        probs, hits = _forward.forward(small_cnn, images, targets, batch_size=64)
     assert not probs.requires_grad  # no graph, though the worker threads start with grad mode on
     torch.testing.assert_close(probs, expected.gather(1, targets.view(-1, 1))[:, 0])
     assert torch.equal(hits, expected.argmax(1) == targets)

@@ -1,0 +1,207 @@
+"""The test kit of small models, most with a closed form an explainer or metric can be checked
+against (in the spirit of captum's ``tests/helpers/basic_models.py``).
+
+Every builder taking ``seed`` calls ``torch.manual_seed(seed)`` and then builds, so the weights
+and the global random state after the call are those of seeding by hand and building in place.
+``mean`` / ``std`` are one value for every channel; images passed to the models are normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.models import Classifier, load_model
+
+Shape = tuple[int, int, int]  # (C, H, W)
+
+
+def _normalised(channels: int, mean: float, std: float) -> tuple[tuple[float, ...], ...]:
+    return (mean,) * channels, (std,) * channels
+
+
+# -- analytic models -----------------------------------------------------------------------------
+
+
+def linear_classifier(
+    shape: Shape, classes: int, seed: int = 0, mean: float = 0.5, std: float = 0.5
+) -> Classifier:
+    """logits = W x.flatten() + b: ``net = Sequential(Flatten, Linear)``; see ``pixel_weights``."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], classes))
+    return Classifier.from_module(net, *_normalised(shape[0], mean, std), shape)
+
+
+def pixel_weights(model: Classifier) -> torch.Tensor:
+    """A ``linear_classifier``'s W as [classes, C, H, W]: logit_k = sum(W[k] * x) + b[k]."""
+    linear = model.net[1]
+    return linear.weight.detach().view(linear.out_features, *model.input_size)
+
+
+class LinearToy(nn.Module):
+    """Two classes: logit_0 = sum(weight * x), logit_1 = 0, so p_0 = sigmoid(sum(weight * x))."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone(), requires_grad=False)
+        self.num_classes = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = (x * self.weight).flatten(1).sum(1)
+        return torch.stack([logit, torch.zeros_like(logit)], 1)
+
+
+def linear_toy(weight: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> Classifier:
+    """``LinearToy`` of a [C, H, W] weight: p_0 = sigmoid(sum(weight * x)), p_1 = 1 - p_0."""
+    channels = weight.shape[0]
+    return Classifier(LinearToy(weight), *_normalised(channels, mean, std), tuple(weight.shape))
+
+
+def gap_linear(in_chans: int = 2, k: int = 4, classes: int = 3, seed: int = 0) -> Classifier:
+    """conv "0" (full size) -> GAP -> linear "3": logit_c = mean(CAM_c) + b_c, CAM_c = w_c . A."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(in_chans, k, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(k, classes),
+    )
+    return Classifier.from_module(
+        net, *_normalised(in_chans, 0.0, 1.0), feature_layer="0", classifier_layer="3"
+    )
+
+
+def mlp_head_cnn(in_chans: int = 1, k: int = 4, classes: int = 3, seed: int = 0) -> Classifier:
+    """conv3x3 ("0") -> GAP -> linear -> ReLU -> linear ("5"): a head that is not GAP + linear."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(in_chans, k, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(k, k),
+        nn.ReLU(),
+        nn.Linear(k, classes),
+    )
+    return Classifier.from_module(
+        net, *_normalised(in_chans, 0.0, 1.0), feature_layer="0", classifier_layer="5"
+    )
+
+
+def identity_classifier(channels: int = 1, mean: float = 0.5, std: float = 0.5) -> Classifier:
+    """logits = x.flatten(): for explainers that only need the model's normalisation."""
+    return Classifier.from_module(nn.Flatten(), *_normalised(channels, mean, std))
+
+
+class RegionContrast(nn.Module):
+    """logit_0 = scale * mean over the region of x ** 2 (normalised input), logit_1 = 0.
+
+    Every masking (blur, superpixel mean, a baseline at the data mean) lowers the contrast, so the
+    region's pixels carry positive attribution and the others none.
+    """
+
+    def __init__(self, rows: slice, cols: slice, scale: float = 4.0) -> None:
+        super().__init__()
+        self.rows, self.cols, self.scale = rows, cols, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = self.scale * x[:, :, self.rows, self.cols].pow(2).mean(dim=(1, 2, 3))
+        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+def region_contrast(shape: Shape, rows: slice, cols: slice) -> Classifier:
+    """``RegionContrast``: the target (class 0) depends on the pixels of rows x cols only."""
+    return Classifier.from_module(
+        RegionContrast(rows, cols), *_normalised(shape[0], 0.5, 0.5), shape
+    )
+
+
+# -- random nets ---------------------------------------------------------------------------------
+
+
+def small_cnn(seed: int = 0) -> Classifier:
+    """A random tanh conv net (5 classes, any input size); every pixel moves the probabilities."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 5),
+    )
+    with torch.no_grad():
+        net[-1].weight.mul_(20)  # spread the probabilities so changes are visible
+    return Classifier(net, *_normalised(3, 0.5, 0.5), (3, 20, 20), "small_cnn")
+
+
+@dataclass
+class TinyModel:
+    model: Classifier
+    input_shape: Shape  # used in tests
+    cam_able: bool  # head is global-average-pooling + linear
+
+
+def _timm(factory: Callable[[], nn.Module], shape: Shape, cam_able: bool):
+    def build() -> TinyModel:
+        torch.manual_seed(0)
+        model = Classifier(factory(), *_normalised(shape[0], 0.5, 0.5), shape, "tiny")
+        return TinyModel(model, shape, cam_able)
+
+    return build
+
+
+def _resnet() -> nn.Module:
+    import timm
+
+    return timm.create_model("test_resnet", num_classes=5)
+
+
+def _vgg() -> nn.Module:
+    from timm.models.vgg import VGG
+
+    return VGG(cfg=[8, "M", 16, "M"], num_classes=5, mlp_ratio=0.01)  # VGG's pre-logits MLP head
+
+
+def _densenet() -> nn.Module:
+    from timm.models.densenet import DenseNet
+
+    return DenseNet(growth_rate=4, block_config=(2, 2), bn_size=2, num_classes=5)
+
+
+def _hooked() -> TinyModel:
+    """A plain user module: the feature layer is found by name through a forward hook."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+    )
+    model = Classifier.from_module(
+        net, *_normalised(3, 0.5, 0.5), (3, 24, 24), feature_layer="4", classifier_layer="7"
+    )
+    return TinyModel(model, (3, 24, 24), True)
+
+
+def _cnn_gap() -> TinyModel:
+    torch.manual_seed(0)
+    return TinyModel(load_model("cnn_gap"), (1, 28, 28), True)
+
+
+# One tiny network of each architecture family (5 classes each), built fresh by each call.
+TINY_MODELS: dict[str, Callable[[], TinyModel]] = {
+    "timm_resnet": _timm(_resnet, (3, 64, 64), True),
+    "timm_vgg": _timm(_vgg, (3, 32, 32), False),
+    "timm_densenet": _timm(_densenet, (3, 32, 32), True),
+    "hooked_sequential": _hooked,
+    "cnn_gap": _cnn_gap,
+}
