@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import tempfile
@@ -13,26 +14,15 @@ class ChecksumError(ValueError):
     """A file's sha256 differs from the one it is known to have."""
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: str | os.PathLike, expected: str | None, what_to_do: str = "") -> None:
-    """Raise :class:`ChecksumError` naming ``path`` if its sha256 is not ``expected`` (None: no check)."""
-    if not expected:
-        return
-    actual = sha256_file(path)
-    if actual != expected.lower():
-        advice = (
-            what_to_do or "the file is corrupt or a different version: delete it and fetch it again"
-        )
-        raise ChecksumError(
-            f"checksum mismatch for {path}: expected sha256 {expected}, got {actual}; {advice}"
-        )
+def file_digest(
+    path: str | os.PathLike, algorithm: str = "sha256", decompress: bool = False
+) -> str:
+    """Hex digest of a file's bytes (of its gzip-decompressed bytes with ``decompress``)."""
+    h = hashlib.new(algorithm)
+    with (gzip.open if decompress else open)(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

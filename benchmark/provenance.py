@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "shap", "lime", "quantus", "pycocotools",
-            "numpy", "scipy", "scikit-image", "scikit-learn")  # fmt: skip
+DISTRIBUTION = "explainer-benchmark"
 REPO = Path(__file__).resolve().parent.parent
 
 
 def git_state() -> dict[str, Any]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()  # fmt: skip
+        command = ["git", "-C", str(REPO), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
 
     try:
         # Dirty = the code differs from the commit; the boards the harness writes itself don't count.
@@ -31,9 +33,30 @@ def git_state() -> dict[str, Any]:
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
 
+def declared_packages() -> list[str]:
+    """The project's runtime dependencies (no extras), by name: from the installed package's
+    metadata, else from ``pyproject.toml`` (a source checkout that was never installed)."""
+    try:
+        requirements = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            with open(REPO / "pyproject.toml", "rb") as f:
+                requirements = tomllib.load(f)["project"]["dependencies"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            requirements = []
+    names = []
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if name and not re.search(r"\bextra\s*==", marker):  # extras: optional (test) packages
+            names.append(name.group(1))
+    return names
+
+
 def package_versions() -> dict[str, str]:
+    """Installed version of each declared dependency ('not installed' where it is missing)."""
     versions = {}
-    for name in PACKAGES:
+    for name in declared_packages():
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -6,6 +6,10 @@ with trained weights: from the cache when a checkpoint with the same key exists,
 data (the training and test arrays themselves), the architecture and recipe, the seed and
 :data:`VERSION` of this code; anything else (a rerun, a new process) loads the checkpoint.
 
+The harness trains the networks the model registry tags ``trainable`` (:func:`trainable_models`),
+with the hyperparameters of :data:`RECIPES` (a :class:`Recipe` per model and dataset; the defaults
+elsewhere).
+
 ``cnn_svm`` (the seed study 001's CNN + SVM hybrid) is a trained ``cnn_gap`` whose linear head is
 replaced by a linear SVM fitted on its frozen global-average-pooled features with the multi-class
 hinge loss; the SVM stays an ``nn.Linear``, so CAM reads its weights like any GAP + linear head.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import time
@@ -29,11 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.data import cache_root, load_dataset
-from benchmark.files import atomic_write, sha256_file
-from benchmark.models import Classifier, load_model, load_weights
+from benchmark.files import atomic_write, file_digest
+from benchmark.models import Classifier, load_model, load_weights, registry
 
 # Bump when a change here (or in the models it builds) changes the weights a key gives.
-# 2: training runs channels_last (version 1 checkpoints differ, and were reused by mistake).
 VERSION = "2"
 
 
@@ -51,20 +55,23 @@ class Recipe:
 
 
 RECIPES: dict[tuple[str, str], Recipe] = {
-    # Fashion-MNIST: the 19k-parameter cnn_gap underfits, so no flips and more steps (batch 64):
-    # with one-cycle AdamW at 1e-2, batch 128, 10 epochs with flips gave 87.69%, 8 without 88.04%;
-    # batch 64 for 10 epochs 89.70%; for 14 epochs 90.09% (NCHW) and 89.96% (channels_last, the
-    # layout used now); for 16 epochs 90.14% (this recipe, 2 CPU cores: ~5.6 min).
+    # Fashion-MNIST: the 19k-parameter cnn_gap underfits, so no flips and many small steps
+    # (90.14% test accuracy, ~5.6 min on 2 CPU cores).
     ("cnn_gap", "fashion-mnist"): Recipe(epochs=16, batch_size=64, lr=1e-2),
     ("cnn_svm", "fashion-mnist"): Recipe(epochs=16, batch_size=64, lr=1e-2),
     ("cnn_gap", "synthetic"): Recipe(epochs=12, batch_size=32, lr=3e-3, hflip=True),
     ("cnn_shallow", "synthetic"): Recipe(epochs=10, batch_size=32, lr=3e-3, hflip=True),
     ("cnn_shallow", "pneumonia"): Recipe(epochs=10, batch_size=64, lr=3e-3),
 }
-TRAINABLE = ("cnn_gap", "cnn_shallow", "cnn_svm")
+
+
+def trainable_models() -> list[str]:
+    """The networks the harness trains: those the model registry tags ``trainable``."""
+    return [n for n in registry.names() if "trainable" in registry.entry(n).tags]
 
 
 def recipe_for(model_name: str, dataset_name: str, epochs: int | None = None) -> Recipe:
+    """The :data:`RECIPES` entry (else the defaults), with ``epochs`` overridden if given."""
     recipe = RECIPES.get((model_name, dataset_name), Recipe())
     return recipe if epochs is None else replace(recipe, epochs=epochs)
 
@@ -89,19 +96,28 @@ def trained_model(
     model's ``info`` holds the provenance: dataset, split sizes, test accuracy (and ROC AUC for
     two classes), epochs, seconds, checkpoint path and sha256, cache key.
     """
-    if model_name not in TRAINABLE:
+    trainable = trainable_models()
+    if model_name not in trainable:
         raise ValueError(
-            f"the harness trains {', '.join(TRAINABLE)}, not {model_name!r}; load other models "
+            f"the harness trains {', '.join(trainable)}, not {model_name!r}; load other models "
             "with load_model(name, pretrained=True) or weights=PATH"
         )
     cache = Path(cache_dir).expanduser() if cache_dir else cache_root() / "models"
     recipe = recipe_for(model_name, dataset_name, epochs)
-    train, test = _arrays(dataset_name, data_dir, limit, seed)
-    arch = _architecture(model_name, dataset_name, train[0])
+    train, test, num_classes = _arrays(dataset_name, data_dir, limit, seed)
+    arch = _architecture(model_name, dataset_name, num_classes, train[0])
     base = None
     if model_name == "cnn_svm":  # the SVM is fitted on a trained cnn_gap's features
-        base = trained_model("cnn_gap", dataset_name, seed=seed, epochs=epochs, data_dir=data_dir,
-                             cache_dir=cache_dir, progress=progress, limit=limit)  # fmt: skip
+        base = trained_model(
+            "cnn_gap",
+            dataset_name,
+            seed=seed,
+            epochs=epochs,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            progress=progress,
+            limit=limit,
+        )
     key = _cache_key(model_name, arch, recipe, seed, train, test, base)
     path = cache / f"{model_name}-{dataset_name}-{key[:16]}.pt"
     sidecar = path.with_suffix(".json")
@@ -122,18 +138,28 @@ def trained_model(
             _fit_svm(model, base, train, recipe, seed, progress)
     scores = evaluate(model, *test)
     info: dict[str, Any] = {
-        "model": model_name, "dataset": dataset_name, "seed": seed,
-        "train_size": len(train[1]), "test_size": len(test[1]), "limit": limit,
-        **scores, "epochs": recipe.epochs, "recipe": asdict(recipe), "architecture": arch,
-        "mean": list(mean), "std": list(std),
+        "model": model_name,
+        "dataset": dataset_name,
+        "seed": seed,
+        "train_size": len(train[1]),
+        "test_size": len(test[1]),
+        "limit": limit,
+        **scores,
+        "epochs": recipe.epochs,
+        "recipe": asdict(recipe),
+        "architecture": arch,
+        "mean": list(mean),
+        "std": list(std),
         "seconds": round(time.perf_counter() - start, 1),
-        "cpu_seconds": round(time.process_time() - cpu_start, 1), "cache_key": key,
-        "training_version": VERSION, "torch": torch.__version__,
-    }  # fmt: skip
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "cache_key": key,
+        "training_version": VERSION,
+        "torch": torch.__version__,
+    }
     if base is not None:
         info["base_model"] = {k: base.info[k] for k in ("cache_key", "sha256", "test_accuracy")}
     atomic_write(path, lambda tmp: tmp.write_bytes(_serialise(model.net.state_dict())))
-    info["sha256"] = sha256_file(path)
+    info["sha256"] = file_digest(path)
     atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(info, indent=1, sort_keys=True)))
     model.weights_sha256 = info["sha256"]
     model.info = info | {"checkpoint": str(path), "cached": False}
@@ -153,9 +179,11 @@ def evaluate(model: Classifier, pixels: Tensor, labels: Tensor, batch_size: int 
     """Test accuracy, and ROC AUC of the positive class for two-class sets."""
     model.net.eval()
     probs = torch.cat(
-        [model.probabilities(model.normalize(pixels[i : i + batch_size]))
-         for i in range(0, len(pixels), batch_size)]
-    )  # fmt: skip
+        [
+            model.probabilities(model.normalize(pixels[i : i + batch_size]))
+            for i in range(0, len(pixels), batch_size)
+        ]
+    )
     scores = {"test_accuracy": round((probs.argmax(1) == labels).float().mean().item(), 4)}
     if probs.shape[1] == 2 and len(labels.unique()) == 2:
         from sklearn.metrics import roc_auc_score
@@ -167,7 +195,8 @@ def evaluate(model: Classifier, pixels: Tensor, labels: Tensor, batch_size: int 
 # -- pieces --------------------------------------------------------------------------------------------
 
 
-def _arrays(name: str, data_dir, limit: int | None, seed: int) -> tuple[tuple[Tensor, Tensor], ...]:
+def _arrays(name: str, data_dir, limit: int | None, seed: int):
+    """((train pixels, labels), (test pixels, labels), number of classes) of a dataset."""
     out = []
     for split in ("train", "test"):
         ds = load_dataset(name, split, limit=limit, data_dir=data_dir, seed=seed)
@@ -175,17 +204,17 @@ def _arrays(name: str, data_dir, limit: int | None, seed: int) -> tuple[tuple[Te
         if ds.problems:
             raise ValueError(f"cannot train on {name}/{split}: {ds.problems[0][1]}")
         out.append((pixels, labels))
-    return tuple(out)
+    return out[0], out[1], ds.num_classes
 
 
-def _architecture(model_name: str, dataset_name: str, pixels: Tensor) -> dict[str, Any]:
-    from benchmark.data import read_card
-
-    classes = len(read_card(dataset_name)["class_names"])
-    arch: dict[str, Any] = {"num_classes": classes, "in_chans": int(pixels.shape[1])}
-    if model_name == "cnn_shallow":
+def _architecture(
+    model_name: str, dataset_name: str, num_classes: int, pixels: Tensor
+) -> dict[str, Any]:
+    """The network's build arguments for this data (they enter the cache key)."""
+    arch: dict[str, Any] = {"num_classes": num_classes, "in_chans": int(pixels.shape[1])}
+    if "img_size" in inspect.signature(registry.get(model_name)).parameters:  # a fixed input size
         if pixels.shape[2] != pixels.shape[3]:
-            raise ValueError(f"cnn_shallow needs square images; {dataset_name} has {pixels.shape}")
+            raise ValueError(f"{model_name} needs square images; {dataset_name} has {pixels.shape}")
         arch["img_size"] = int(pixels.shape[2])
     return arch
 
@@ -209,8 +238,14 @@ def _cache_key(model_name, arch, recipe, seed, train, test, base) -> str:
     for pixels, labels in (train, test):  # the data itself: any change of file or generator
         h.update(pixels.numpy().tobytes())
         h.update(labels.numpy().tobytes())
-    spec = {"model": model_name, "arch": arch, "recipe": asdict(recipe), "seed": seed,
-            "version": VERSION, "base": base.info["cache_key"] if base is not None else None}  # fmt: skip
+    spec = {
+        "model": model_name,
+        "arch": arch,
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "version": VERSION,
+        "base": base.info["cache_key"] if base is not None else None,
+    }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -271,15 +306,15 @@ def _fit(model: Classifier, train, recipe: Recipe, seed: int, progress: bool, de
 @torch.no_grad()
 def _features(model: Classifier, pixels: Tensor, batch_size: int = 1000) -> Tensor:
     net = model.net
-    return torch.cat([
-        net.forward_head(net.forward_features(model.normalize(pixels[i : i + batch_size])),
-                         pre_logits=True)
-        for i in range(0, len(pixels), batch_size)
-    ])  # fmt: skip
+    chunks = (
+        model.normalize(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)
+    )
+    return torch.cat([net.forward_head(net.forward_features(x), pre_logits=True) for x in chunks])
 
 
-def _fit_svm(model: Classifier, base: Classifier, train, recipe: Recipe, seed: int,
-             progress: bool) -> None:  # fmt: skip
+def _fit_svm(
+    model: Classifier, base: Classifier, train, recipe: Recipe, seed: int, progress: bool
+) -> None:
     """A linear SVM on the frozen GAP features of ``base``: minimise, over W and b,
     (1 / 2CN) |W|^2 + mean_i sum_{j != y_i} max(0, 1 - w_{y_i}.x_i + w_j.x_i) / K
     (Weston-Watkins multi-class hinge, torch's MultiMarginLoss), by Adam on minibatches."""
@@ -309,7 +344,7 @@ def _fit_svm(model: Classifier, base: Classifier, train, recipe: Recipe, seed: i
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=TRAINABLE, help="the network to train")
+    parser.add_argument("model", choices=trainable_models(), help="the network to train")
     parser.add_argument("--dataset", required=True, help="dataset name (see datasets/*.toml)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--seed", type=int, default=0)
@@ -320,12 +355,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or load from the cache) and print the provenance."""
-    model = trained_model(args.model, args.dataset, seed=args.seed, epochs=args.epochs,
-                          data_dir=args.data_dir, progress=not args.quiet, limit=args.limit)  # fmt: skip
+    model = trained_model(
+        args.model,
+        args.dataset,
+        seed=args.seed,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+        limit=args.limit,
+    )
     info = model.info
     scores = ", ".join(f"{k} {info[k]}" for k in ("test_accuracy", "test_roc_auc") if k in info)
     how = "loaded from cache" if info["cached"] else f"trained in {info['seconds']} s"
-    print(f"{args.model} on {args.dataset}: {scores} ({how}; {info['epochs']} epochs, "
-          f"{info['train_size']} train / {info['test_size']} test images)")  # fmt: skip
+    sizes = f"{info['train_size']} train / {info['test_size']} test images"
+    print(f"{args.model} on {args.dataset}: {scores} ({how}; {info['epochs']} epochs, {sizes})")
     print(f"checkpoint {info['checkpoint']} sha256 {info['sha256']}")
     return 0

@@ -6,14 +6,17 @@ import argparse
 import sys
 
 from . import DataError, list_datasets, load_dataset, locate, read_card
+from ._loaders import fetch_voc, voc_root
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.data", description=__doc__)
     parser.add_argument("action", choices=["list", "fetch", "verify"])
-    parser.add_argument("names", nargs="*", help="dataset names (default: all but opt-in ones)")
+    parser.add_argument(
+        "names", nargs="*", help="dataset names (default: all but those whose card says opt_in)"
+    )
     args = parser.parse_args(argv)
-    names = args.names or [n for n in list_datasets() if n not in ("voc2012-val", "coco-folder")]
+    names = args.names or [n for n in list_datasets() if not read_card(n).get("opt_in", False)]
     status = 0
     for name in names:
         card = read_card(name)
@@ -21,8 +24,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "list":
                 print(f"{name:<14} {card.get('description', '')}")
             elif card.get("format") == "voc":
-                from ._loaders import fetch_voc, voc_root
-
                 if args.action == "fetch":
                     print(f"{name}: extracted to {fetch_voc(card)}")
                 else:

@@ -13,25 +13,19 @@ upstream's md5 is published.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 import shutil
 import sys
+import tomllib
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmark.files import atomic_write
-from benchmark.registry import match_patterns
+from benchmark.files import atomic_write, file_digest
+from benchmark.registry import did_you_mean, match_patterns
 
 from ._base import DataChecksumError, DataError
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 DATA_ENV, CACHE_ENV = "BENCHMARK_DATA_DIR", "BENCHMARK_CACHE_DIR"
@@ -58,29 +52,18 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 
 def read_card(name: str) -> dict[str, Any]:
+    """The card ``datasets/NAME.toml`` as a dict (``name`` filled in); KeyError with close names."""
     path = CARDS_DIR / f"{name}.toml"
     if not path.is_file():
-        import difflib
-
         known = list_datasets()
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise KeyError(
-            f"unknown dataset {name!r}.{hint} Known: {', '.join(known)}; or pass a folder of "
+            f"unknown dataset {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}; or pass a folder of "
             "images with a COCO annotation file: load_dataset('coco-folder', data_dir=FOLDER)"
         )
     with open(path, "rb") as f:
         card = tomllib.load(f)
     card.setdefault("name", name)
     return card
-
-
-def digest(path: Path, algorithm: str = "sha256", decompress: bool = False) -> str:
-    h = hashlib.new(algorithm)
-    with (gzip.open if decompress else open)(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: Path, entry: dict[str, Any], advice: str) -> None:
@@ -95,7 +78,7 @@ def verify(path: Path, entry: dict[str, Any], advice: str) -> None:
         if not expected:
             continue
         try:
-            actual = digest(path, algorithm, decompress)
+            actual = file_digest(path, algorithm, decompress)
         except (OSError, EOFError) as e:
             raise DataError(f"cannot read {path} ({e}); {advice}") from e
         if actual != expected.lower():
@@ -139,6 +122,14 @@ def download(
     return atomic_write(dest, write)
 
 
+def roots(card: dict[str, Any], data_dir: Path | None = None) -> list[Path]:
+    """The folders that may hold a card's files, in search order: ``data_dir`` (else
+    ``$BENCHMARK_DATA_DIR/FOLDER``), then the user cache, where downloads go."""
+    folder = card.get("folder", card["name"])
+    found = [data_dir] if data_dir else [r / folder for r in (data_root(),) if r]
+    return [*found, cache_root() / "data" / folder]
+
+
 def locate(
     card: dict[str, Any], role: str, data_dir: Path | None = None, fetch: bool = True
 ) -> tuple[Path, dict[str, Any]]:
@@ -150,24 +141,22 @@ def locate(
     entries = [f for f in card.get("files", []) if f.get("role") == role]
     if not entries:
         raise KeyError(f"dataset card {card['name']!r} lists no file with role {role!r}")
-    folder = card.get("folder", card["name"])
-    roots = [data_dir] if data_dir else [r / folder for r in (data_root(),) if r]
-    roots.append(cache_root() / "data" / folder)
+    candidates = roots(card, data_dir)
     advice = _advice(card)
     for entry in entries:
-        for root in roots:
+        for root in candidates:
             path = root / entry["path"]
             if path.is_file():
                 _verify_once(path, entry, f"delete or replace {path} ({advice})")
                 return path, entry
     downloadable = [e for e in entries if e.get("url")]
-    looked = ", ".join(str(r) for r in roots)
+    looked = ", ".join(str(r) for r in candidates)
     if not downloadable or not fetch:
         raise DataError(
             f"{card['name']}: file {entries[0]['path']} not found (looked in {looked}); {advice}"
         )
     entry = downloadable[0]
-    return download(entry["url"], roots[-1] / entry["path"], entry), entry
+    return download(entry["url"], candidates[-1] / entry["path"], entry), entry
 
 
 def _advice(card: dict[str, Any]) -> str:

@@ -1,9 +1,10 @@
 """A procedurally generated shape set with exact ground-truth masks (the offline default).
 
-Each image is one object of a shape class (circle, square, triangle, cross) drawn with hard edges
-on a cluttered, textured background. The label is the shape; the mask is exactly the object's
-pixels. Position, size, rotation, colours and textures are drawn independently of the label, so
-nothing but the shape tells the classes apart and localisation metrics are exact here.
+Each image is one object of a shape class (:data:`CLASS_NAMES`, the set's only list of them;
+the card ``datasets/synthetic.toml`` gives the split sizes) drawn with hard edges on a cluttered,
+textured background. The label is the shape; the mask is exactly the object's pixels. Position,
+size, rotation, colours and textures are drawn independently of the label, so nothing but the
+shape tells the classes apart and localisation metrics are exact here.
 
 Images are 32x32: at 64x64 the seed CNNs (two conv layers, receptive field 10 px) did not
 learn the shapes in a CPU budget of minutes; at 32x32 cnn_gap does.
@@ -18,8 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-CLASS_NAMES = ("circle", "square", "triangle", "cross")
-SPLIT_SIZES = {"train": 4000, "test": 500}
+CLASS_NAMES = ("circle", "square", "triangle", "cross")  # label k is CLASS_NAMES[k]
 SIZE = 32
 _SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 VERSION = "5"  # bump whenever the images a seed gives change

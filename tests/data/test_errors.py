@@ -61,12 +61,19 @@ def _coco_folder(tmp_path):
             {"id": 3, "file_name": "wrong_size.png", "width": 10, "height": 10},
         ],
         "annotations": [
-            {"id": i, "image_id": i, "category_id": 7, "segmentation": square, "area": 36,
-             "bbox": [2, 2, 6, 6], "iscrowd": 0}
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 7,
+                "segmentation": square,
+                "area": 36,
+                "bbox": [2, 2, 6, 6],
+                "iscrowd": 0,
+            }
             for i in (1, 2, 3)
         ],
         "categories": [{"id": 7, "name": "thing"}],
-    }  # fmt: skip
+    }
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     return tmp_path
 
@@ -126,8 +133,17 @@ def test_locate_downloads_into_the_cache_once(tmp_path, monkeypatch):
     monkeypatch.setattr(_files, "urlopen", opener)
     monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path))
-    card = {"name": "toy", "files": [{"role": "x", "path": "x.gz", "url": "https://example.org/x.gz",
-                                      "content_sha256": hashlib.sha256(b"abc").hexdigest()}]}  # fmt: skip
+    card = {
+        "name": "toy",
+        "files": [
+            {
+                "role": "x",
+                "path": "x.gz",
+                "url": "https://example.org/x.gz",
+                "content_sha256": hashlib.sha256(b"abc").hexdigest(),
+            }
+        ],
+    }
     first, _ = locate(card, "x")
     second, _ = locate(card, "x")
     assert first == second == tmp_path / "data" / "toy" / "x.gz" and len(calls) == 1
@@ -136,7 +152,9 @@ def test_locate_downloads_into_the_cache_once(tmp_path, monkeypatch):
 def test_pneumonia_falls_back_to_the_official_download(tmp_path, monkeypatch):
     card = read_card("pneumonia")
     assert [f["path"] for f in card["files"]] == [
-        "pneumoniamnist_unofficial.npz", "pneumoniamnist.npz"]  # fmt: skip
+        "pneumoniamnist_unofficial.npz",
+        "pneumoniamnist.npz",
+    ]
     calls = []
     monkeypatch.setattr(_files, "urlopen", lambda url: calls.append(url) or io.BytesIO(b"x"))
     with pytest.raises(DataChecksumError, match="md5"):
@@ -176,8 +194,10 @@ def test_voc2012_opt_in_is_named_then_loads_and_fetches(tmp_path, monkeypatch):
     with tarfile.open(archive, "w") as tar:
         tar.add(tmp_path / "build" / "VOCdevkit", arcname="VOCdevkit")
     card = read_card("voc2012-val")
-    card["files"][0] |= {"md5": hashlib.md5(archive.read_bytes()).hexdigest(),
-                         "url": archive.as_uri()}  # fmt: skip
+    card["files"][0] |= {
+        "md5": hashlib.md5(archive.read_bytes()).hexdigest(),
+        "url": archive.as_uri(),
+    }
     import urllib.request
 
     from benchmark.data._loaders import fetch_voc

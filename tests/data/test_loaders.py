@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from benchmark.data import Batch, list_datasets, load_dataset, read_card
+from benchmark.data import Batch, coco_union_mask, list_datasets, load_dataset, read_card
 from benchmark.data import synthetic as synth
+from benchmark.data.__main__ import main as data_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,8 +28,15 @@ def _all(ds, batch_size=512) -> Batch:
 def test_cards_are_data_only_and_complete():
     assert not list((REPO / "datasets").glob("*.py")), "no Python in datasets/ (shadows HF)"
     names = list_datasets()
-    assert {"synthetic", "fashion-mnist", "voc-masks", "coco-folder", "imagenet50",
-            "pneumonia", "voc2012-val"} <= set(names)  # fmt: skip
+    assert {
+        "synthetic",
+        "fashion-mnist",
+        "voc-masks",
+        "coco-folder",
+        "imagenet50",
+        "pneumonia",
+        "voc2012-val",
+    } <= set(names)
     assert set(list_datasets("voc*")) == {"voc-masks", "voc2012-val"}
     for name in names:
         card = read_card(name)
@@ -38,6 +46,26 @@ def test_cards_are_data_only_and_complete():
             assert entry.get("sha256") or entry.get("content_sha256") or entry.get("md5"), entry
     with pytest.raises(KeyError, match="Did you mean: fashion-mnist"):
         load_dataset("fashion-mnst")
+
+
+def test_the_cards_format_picks_the_loader(monkeypatch):
+    import benchmark.data
+
+    assert {read_card(n)["format"] for n in list_datasets()} <= set(benchmark.data.LOADERS)
+    tiff = read_card("synthetic") | {"format": "tiff"}
+    monkeypatch.setattr(benchmark.data, "read_card", lambda name: tiff)
+    with pytest.raises(ValueError, match="unknown format 'tiff'; known: idx, npz"):
+        load_dataset("synthetic")
+
+
+def test_data_list_skips_the_cards_that_say_opt_in(capsys):
+    opt_in = {n for n in list_datasets() if read_card(n).get("opt_in")}
+    assert opt_in == {"voc2012-val", "coco-folder"}  # a 2 GB download; a template for a folder
+    assert data_main(["list"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert listed == set(list_datasets()) - opt_in
+    assert data_main(["list", "voc2012-val"]) == 0  # named: listed
+    assert capsys.readouterr().out.startswith("voc2012-val")
 
 
 def test_fashion_mnist(data_dir):
@@ -88,10 +116,7 @@ def test_voc_masks_equal_pycocotools_union(data_dir):
         ):
             image = by_name[id_]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
-            union = np.zeros((image["height"], image["width"]), bool)
-            for ann in anns:
-                union |= coco.annToMask(ann).astype(bool)
-            assert torch.equal(mask, torch.from_numpy(union)), id_
+            assert torch.equal(mask, torch.from_numpy(coco_union_mask(coco, image))), id_
             assert pixels.shape == (3, image["height"], image["width"])
             largest = max(anns, key=lambda a: a["area"])["category_id"]
             assert ds.class_names[label] == coco.loadCats(largest)[0]["name"]
@@ -101,6 +126,33 @@ def test_voc_masks_equal_pycocotools_union(data_dir):
     small = next(load_dataset("voc-masks", image_size=64).batches(18))
     assert small.pixels.shape == (18, 3, 64, 64) and small.masks.shape == (18, 64, 64)
     assert small.masks.dtype == torch.bool
+
+
+def test_coco_union_mask_is_the_union_of_the_annotations():
+    """Two overlapping 4x4 squares (16 px each, 4 shared) and a 2x2 crowd square apart: 32 px."""
+
+    def square(i, x, y, side, crowd=0):
+        poly = [x, y, x + side, y, x + side, y + side, x, y + side]
+        return {
+            "id": i,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [poly],
+            "area": side**2,
+            "bbox": [x, y, side, side],
+            "iscrowd": crowd,
+        }
+
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 12, "height": 10}],
+        "annotations": [square(1, 0, 0, 4), square(2, 2, 2, 4), square(3, 8, 6, 2, crowd=1)],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    coco.createIndex()
+    union = coco_union_mask(coco, coco.imgs[1])
+    assert union.shape == (10, 12) and union.dtype == bool and union.sum() == 16 + 16 - 4 + 4
+    assert union[0, 0] and union[5, 5] and union[7, 9] and not union[0, 5]
 
 
 def test_coco_folder_by_name_or_path(data_dir):
@@ -114,9 +166,11 @@ def test_coco_folder_by_name_or_path(data_dir):
 
 def test_synthetic_counts_and_balance():
     card = read_card("synthetic")
-    assert tuple(card["class_names"]) == synth.CLASS_NAMES
+    assert "class_names" not in card  # one list: the generator's
     train, test = load_dataset("synthetic", "train"), load_dataset("synthetic", "test")
-    assert (len(train), len(test)) == (4000, 500) and test.has_masks
+    assert tuple(test.class_names) == synth.CLASS_NAMES == ("circle", "square", "triangle", "cross")
+    assert (len(train), len(test)) == (4000, 500) == tuple(card["split_sizes"].values())
+    assert test.has_masks
     batch = _all(test)
     assert batch.pixels.shape == (500, 3, 32, 32) and batch.masks.shape == (500, 32, 32)
     assert torch.bincount(batch.labels).tolist() == [125] * 4

@@ -30,14 +30,14 @@ def voc_batch(data_dir, model):
     from PIL import Image
     from pycocotools.coco import COCO
 
+    from benchmark.data import coco_union_mask
+
     root = data_dir / "voc-masks"
     coco = COCO(str(root / "annotations.json"))
     images, masks = [], []
     for image_id in sorted(coco.getImgIds()):
         info = coco.loadImgs(image_id)[0]
-        union = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            union |= coco.annToMask(ann)
+        union = coco_union_mask(coco, info).astype(np.uint8)
         pil = Image.open(root / "images" / info["file_name"]).convert("RGB")
         pixels = np.asarray(pil.resize((SIZE, SIZE), Image.BILINEAR), dtype=np.float32) / 255
         images.append(torch.from_numpy(pixels).permute(2, 0, 1))

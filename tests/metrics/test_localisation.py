@@ -13,9 +13,12 @@ from metrics.miou import otsu_threshold
 def _call(name, saliency, masks, **params):
     images = torch.zeros(len(saliency), 3, *masks.shape[-2:])
     return create_metric(name, **params)(
-        model=None, images=images, targets=torch.zeros(len(saliency), dtype=torch.long),
-        saliency=saliency, masks=masks,
-    )  # fmt: skip
+        model=None,
+        images=images,
+        targets=torch.zeros(len(saliency), dtype=torch.long),
+        saliency=saliency,
+        masks=masks,
+    )
 
 
 def test_miou_hand_made():
@@ -108,14 +111,11 @@ def test_maps_are_resized_to_the_mask_before_ranking():
 def test_real_coco_masks(data_dir):
     """VOC masks through pycocotools: a map equal to the mask is perfect on every score."""
     coco_module = pytest.importorskip("pycocotools.coco")
+    from benchmark.data import coco_union_mask
+
     coco = coco_module.COCO(str(data_dir / "voc-masks" / "annotations.json"))
     image_ids = sorted(coco.getImgIds())[:2]
-    masks = []
-    for image_id in image_ids:
-        union = np.zeros((coco.imgs[image_id]["height"], coco.imgs[image_id]["width"]), bool)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            union |= coco.annToMask(ann).astype(bool)
-        masks.append(torch.from_numpy(union))
+    masks = [torch.from_numpy(coco_union_mask(coco, coco.imgs[i])) for i in image_ids]
     size = min(m.shape for m in masks)
     masks = torch.stack([m[: size[0], : size[1]] for m in masks])
     assert masks.flatten(1).any(1).all()
@@ -124,7 +124,8 @@ def test_real_coco_masks(data_dir):
     torch.testing.assert_close(scores["oracle"], torch.full((2,), 100.0))
     torch.testing.assert_close(scores["otsu"], torch.full((2,), 100.0))
     assert (_call("pointing_game", perfect, masks)["hit"] == 100.0).all()
-    torch.testing.assert_close(_call("energy_pointing_game", perfect, masks)["energy"],
-                               torch.full((2,), 100.0))  # fmt: skip
+    torch.testing.assert_close(
+        _call("energy_pointing_game", perfect, masks)["energy"], torch.full((2,), 100.0)
+    )
     inverted = _call("energy_pointing_game", 1.0 - perfect, masks)["energy"]
     assert (inverted == 0.0).all()
