@@ -170,12 +170,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark import leaderboard
     from benchmark.store import ResultsStore
 
-    if not Path(args.store).is_file():
-        raise FileNotFoundError(
-            f"no results store at {args.store}: run `python -m benchmark run` first"
-        )
     name = Path(args.suite).stem
-    print(leaderboard.write(ResultsStore(args.store), name, args.leaderboard_dir))
+    store = ResultsStore(args.store, readonly=True)  # rendering never writes the store
+    print(leaderboard.write(store, name, args.leaderboard_dir))
     return 0
 
 
@@ -239,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     function = COMMANDS[args.command][0]
     try:
         return function(args)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: everything computed so far is in the store; rerun the same command to "
+            "resume (it computes only what is missing)",
+            file=sys.stderr,
+        )
+        return 130
     except (KeyError, ValueError, ImportError, FileNotFoundError, RuntimeError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)

@@ -24,6 +24,7 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
     available = [i for i, k in enumerate(keys) if k in maps]
     runtime_cells = {i: key_of(RUNTIME, keys[i]) for i in available}
     done = table.store.done_cells(table.suite.name, runtime_cells.values())
+    table.store.claim(table.summary.run_id, done)
     rows = [
         (runtime_cells[i], table.cell(name, RUNTIME, batch.ids[i]), {"seconds": maps[keys[i]][1]})
         for i in available
@@ -36,6 +37,7 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
             for i in available
         }
         done = table.store.done_cells(table.suite.name, cells.values())
+        table.store.claim(table.summary.run_id, done)
         todo = [i for i in available if cells[i] not in done]
         table.summary.cached += len(available) - len(todo)
         if not todo:

@@ -62,6 +62,7 @@ def explain_batch(table: Table, batch, images, targets) -> dict[str, tuple[list[
 
 def _maps(table: Table, name: str, keys, ids, images, targets) -> Maps:
     cached = table.store.get_maps(keys)
+    table.store.claim(table.summary.run_id, cached)
     missing = [i for i, k in enumerate(keys) if k not in cached]
     if not missing or not _ready(table, name, images):
         return cached

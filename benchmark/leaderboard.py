@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import metrics as metric_plugins
+from benchmark.files import atomic_write
 from benchmark.registry import natural_key
 from benchmark.store import RUNTIME, ResultsStore
 
@@ -210,7 +211,7 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
         key=natural_key,
     )
     out = [f'<a id="{anchor}"></a>', "", f"### Table {suite}/{dataset}/{model}", ""]
-    info = _model_info(store, dataset, model)
+    info = _model_info(store, suite, dataset, model)
     if info:
         out += [info, ""]
     runtime = _Column(RUNTIME, "seconds", metrics_data.get(RUNTIME, {}).get("seconds", {}))
@@ -295,10 +296,12 @@ def _version(metric: str) -> str:
         return ""
 
 
-def _model_info(store: ResultsStore, dataset: str, model: str) -> str:
+def _model_info(store: ResultsStore, suite: str, dataset: str, model: str) -> str:
     """How the model was obtained (trained here, pretrained, given, random), its test accuracy and
     the start of its weights' sha256, from the store's model records."""
-    infos = [i for i in store.models() if i.get("name") == model and i.get("dataset") == dataset]
+    infos = [
+        i for i in store.models(suite) if i.get("name") == model and i.get("dataset") == dataset
+    ]
     parts = []
     for info in infos:
         spec = info.get("spec", {})
@@ -360,19 +363,22 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
 
 
 def _provenance(store: ResultsStore, suite: str) -> list[str]:
-    """The runs that wrote to the board (commit, dirty flag, device, threads, seed), what the
-    latest could not run, and its package versions."""
+    """The runs that computed the cells shown (commit, dirty flag, device, threads, seed), what
+    the run this board shows could not run, its package versions, and a run that did not finish."""
     runs = store.runs(suite)
     if not runs:
         return []
-    out = ["## Provenance", "", "Runs that wrote to this board:", ""]
+    by_id = {r["run_id"]: r for r in runs}
+    shown = by_id.get(store.board_run(suite), runs[-1])
+    out = ["## Provenance", "", "Runs that computed the cells shown:", ""]
     rows = []
-    for r in runs:
+    for run_id in store.computing_runs(suite):
+        r = by_id.get(run_id, {"run_id": run_id})
         git = r.get("git", {})
         commit = str(git.get("commit", "?"))[:12] + (" (dirty)" if git.get("dirty") else "")
         rows.append(
             [
-                str(r["run_id"]),
+                str(run_id),
                 r.get("date", "?"),
                 commit,
                 r.get("device", "?"),
@@ -381,18 +387,19 @@ def _provenance(store: ResultsStore, suite: str) -> list[str]:
                 r.get("harness", "?"),
             ]
         )
-    out += _table(["run", "date", "git commit", "device", "threads", "seed", "harness"], rows) + [
-        ""
-    ]
-    latest = runs[-1]
-    if latest.get("skipped"):
-        out += [f"Skipped in run {latest['run_id']} (data or weights not available here):", ""]
-        out += [f"- {line}" for line in latest["skipped"]] + [""]
-    packages = ", ".join(f"{k} {v}" for k, v in sorted(latest.get("packages", {}).items()))
-    out += [
-        f"Packages (run {latest['run_id']}): {packages}; Python {latest.get('python', '?')}.",
-        "",
-    ]
+    header = ["run", "date", "git commit", "device", "threads", "seed", "harness"]
+    out += _table(header, rows) + [""]
+    if not runs[-1].get("finished"):
+        out += [
+            f"**Run {runs[-1]['run_id']} did not finish** (interrupted, or still running): the "
+            "board shows what it had reached. Rerun the same command to resume.",
+            "",
+        ]
+    if shown.get("skipped"):
+        out += ["Not run (data, weights or applicability; from the run this board shows):", ""]
+        out += [f"- {line}" for line in shown["skipped"]] + [""]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(shown.get("packages", {}).items()))
+    out += [f"Packages: {packages}; Python {shown.get('python', '?')}.", ""]
     return out
 
 
@@ -401,7 +408,5 @@ def write(
 ) -> Path:
     """Render ``suite``'s board to ``out_dir/<suite>.md``; ``store_label`` names the store in it
     (default: the store's path as opened)."""
-    path = Path(out_dir) / f"{suite}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(store, suite, store_label or store.path.as_posix()), encoding="utf-8")
-    return path
+    text = render(store, suite, store_label or store.path.as_posix())
+    return atomic_write(Path(out_dir) / f"{suite}.md", lambda tmp: tmp.write_text(text, "utf-8"))

@@ -136,6 +136,7 @@ def open_table(
     model_key = model_identity(spec, model, suite.seed)
     info = {"name": spec.name, "dataset": entry.dataset, "spec": dataclasses.asdict(spec)}
     store.put_model(model_key, {**info, "weights_sha256": model.weights_sha256, **model.info})
+    store.claim(summary.run_id, [model_key])
     return Table(suite, entry, spec.name, model, model_key, dataset, store, summary)
 
 

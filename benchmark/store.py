@@ -3,6 +3,14 @@
 Every write of a batch is one transaction, and every row is keyed by everything that changes it, so a
 run killed at any moment (even ``kill -9``) resumes without losing or duplicating a result, and
 several processes may write to one store at once (WAL journal, busy timeout, ``INSERT OR IGNORE``).
+
+Results of every configuration a suite ever ran stay in the store (a rerun of an old configuration
+computes nothing). What a board shows is decided by *claims*: each run claims every cell key its
+configuration produces, computed or found in the cache, in the same transaction as the results, and
+a board renders only the cells its suite's latest claiming run claimed. So a board never mixes in
+the numbers of another configuration, another plugin version or another model, nor a failure
+that was since fixed. ``gc`` deletes what no suite's latest run claims. Copy a store with SQLite's
+backup (``sqlite3 SRC ".backup DST"``), not ``cp``: the newest writes may still be in its ``-wal``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ CREATE TABLE IF NOT EXISTS failures (
     metric TEXT, image TEXT NOT NULL, run_id INTEGER NOT NULL,
     PRIMARY KEY (suite, cell)
 );
+CREATE TABLE IF NOT EXISTS claims (   -- the cells (score, failure, map keys) a run's config produces
+    run_id INTEGER NOT NULL, cell TEXT NOT NULL, PRIMARY KEY (run_id, cell)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS scores_by_table ON scores (suite, dataset, model, metric);
 """
 
@@ -71,14 +82,39 @@ class Cell:
     image: str
 
 
+class StoreError(RuntimeError):
+    """The store cannot be opened or written (corrupt, read-only, disk full); says what to do."""
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path) -> None:
+    """The SQLite results store at ``path``; ``readonly`` opens an existing one for rendering
+    (a read-only file or folder works)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.executescript(SCHEMA)
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(
+                        f"no results store at {self.path}: run `python -m benchmark run` first"
+                    )
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA busy_timeout=60000")
+                self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(_advice(self.path, e)) from e
+        self.has_claims = bool(
+            self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'"
+            ).fetchone()
+        )
 
     def close(self) -> None:
         """Close the connection (every write is already committed)."""
@@ -88,13 +124,16 @@ class ResultsStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: ``BEGIN IMMEDIATE`` takes the write lock up front (other writers wait
         up to the busy timeout), everything inside commits together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(_advice(self.path, e)) from e
 
     # -- runs and models ----------------------------------------------------------------------
 
@@ -141,9 +180,18 @@ class ResultsStore:
                 (model_key, json.dumps(info, sort_keys=True, default=str)),
             )
 
-    def models(self) -> list[dict[str, Any]]:
-        """Every recorded model's provenance (name, dataset, spec, weights, accuracy), by key."""
-        rows = self.db.execute("SELECT info FROM models ORDER BY model_key").fetchall()
+    def models(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """Recorded models' provenance (name, dataset, spec, weights, accuracy), by key: every
+        model, or those the board of ``suite`` shows."""
+        run = None if suite is None else self.board_run(suite)
+        if run is None:
+            rows = self.db.execute("SELECT info FROM models ORDER BY model_key").fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT info FROM models m JOIN claims c ON c.cell = m.model_key AND c.run_id = ? "
+                "ORDER BY model_key",
+                (run,),
+            ).fetchall()
         return [json.loads(info) for (info,) in rows]
 
     # -- saliency cache -----------------------------------------------------------------------
@@ -175,6 +223,10 @@ class ResultsStore:
                     for k, m, s in rows
                 ],
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?)", [(run_id, k) for k, _, _ in rows]
+            )
+            db.executemany("DELETE FROM failures WHERE cell = ?", [(k,) for k, _, _ in rows])
 
     # -- scores and failures --------------------------------------------------------------------
 
@@ -211,6 +263,9 @@ class ResultsStore:
                 "DELETE FROM failures WHERE suite = ? AND cell = ?",
                 [(c.suite, k) for k, c, _ in rows],
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?)", [(run_id, k) for k, _, _ in rows]
+            )
 
     def put_failure(self, key: str, cell: Cell, stage: str, message: str, run_id: int) -> None:
         """Record why a cell could not be computed (replacing an older message for it); a later
@@ -231,22 +286,106 @@ class ResultsStore:
                     run_id,
                 ),
             )
+            db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (run_id, key))
+
+    # -- what a board shows --------------------------------------------------------------------
+
+    def claim(self, run_id: int, cells: Iterable[str]) -> None:
+        """Record that run ``run_id``'s configuration produces ``cells`` (computed or cached)."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?)", [(run_id, c) for c in cells]
+            )
+
+    def board_run(self, suite: str) -> int | None:
+        """The run whose claims ``suite``'s board shows: its latest run that claimed anything
+        (None for a store written before claims existed: then every row is shown)."""
+        if not self.has_claims:
+            return None
+        row = self.db.execute(
+            "SELECT max(r.run_id) FROM runs r WHERE r.suite = ? "
+            "AND EXISTS (SELECT 1 FROM claims c WHERE c.run_id = r.run_id)",
+            (suite,),
+        ).fetchone()
+        return row[0]
+
+    def _shown(self, table: str, columns: str, order: str, suite: str) -> list[tuple]:
+        run = self.board_run(suite)
+        if run is None:
+            sql = f"SELECT {columns} FROM {table} WHERE suite = ? ORDER BY {order}"
+            return self.db.execute(sql, (suite,)).fetchall()
+        sql = (
+            f"SELECT {columns} FROM {table} t JOIN claims c ON c.cell = t.cell AND c.run_id = ? "
+            f"WHERE t.suite = ? ORDER BY {order}"
+        )
+        return self.db.execute(sql, (run, suite)).fetchall()
 
     def scores(self, suite: str) -> list[tuple]:
-        """(dataset, model, explainer, metric, score, image, value) rows, in a fixed order."""
-        return self.db.execute(
-            "SELECT dataset, model, explainer, metric, score, image, value FROM scores "
-            "WHERE suite = ? ORDER BY dataset, model, explainer, metric, score, image",
-            (suite,),
-        ).fetchall()
+        """(dataset, model, explainer, metric, score, image, value) rows the board shows, in a
+        fixed order."""
+        columns = "dataset, model, explainer, metric, score, image, value"
+        return self._shown("scores", columns, columns.replace(", value", ""), suite)
 
     def failures(self, suite: str) -> list[tuple]:
-        """(dataset, model, explainer, metric, image, stage, message) rows, in a fixed order."""
-        return self.db.execute(
-            "SELECT dataset, model, explainer, metric, image, stage, message FROM failures "
-            "WHERE suite = ? ORDER BY dataset, model, explainer, metric, image",
-            (suite,),
-        ).fetchall()
+        """(dataset, model, explainer, metric, image, stage, message) rows the board shows."""
+        columns = "dataset, model, explainer, metric, image, stage, message"
+        return self._shown("failures", columns, "dataset, model, explainer, metric, image", suite)
+
+    def computing_runs(self, suite: str) -> list[int]:
+        """The runs that computed the scores the board shows, oldest first."""
+        run = self.board_run(suite)
+        if run is None:
+            sql = "SELECT DISTINCT run_id FROM scores WHERE suite = ? ORDER BY run_id"
+            return [r for (r,) in self.db.execute(sql, (suite,))]
+        sql = (
+            "SELECT DISTINCT t.run_id FROM scores t JOIN claims c ON c.cell = t.cell "
+            "AND c.run_id = ? WHERE t.suite = ? ORDER BY t.run_id"
+        )
+        return [r for (r,) in self.db.execute(sql, (run, suite))]
+
+    def gc(self) -> dict[str, int]:
+        """Delete every score, failure and map no suite's board run claims, and older claims;
+        returns the counts deleted per table, then compacts the file."""
+        keep = (
+            "SELECT c.cell FROM claims c WHERE c.run_id IN (SELECT max(r.run_id) FROM runs r "
+            "WHERE EXISTS (SELECT 1 FROM claims k WHERE k.run_id = r.run_id) GROUP BY r.suite)"
+        )
+        counts = {}
+        with self.transaction() as db:
+            db.execute(f"CREATE TEMP TABLE keep AS {keep}")
+            db.execute("CREATE INDEX temp.keep_cell ON keep (cell)")
+            for table, column in (("scores", "cell"), ("failures", "cell"), ("saliency", "key")):
+                cursor = db.execute(
+                    f"DELETE FROM {table} WHERE {column} NOT IN (SELECT cell FROM keep)"
+                )
+                counts[table] = cursor.rowcount
+            cursor = db.execute(
+                "DELETE FROM claims WHERE run_id NOT IN (SELECT max(r.run_id) FROM runs r WHERE "
+                "EXISTS (SELECT 1 FROM claims k WHERE k.run_id = r.run_id) GROUP BY r.suite)"
+            )
+            counts["claims"] = cursor.rowcount
+            db.execute("DROP TABLE keep")
+        self.db.execute("VACUUM")
+        return counts
+
+
+def _advice(path: Path, error: sqlite3.DatabaseError) -> str:
+    """What went wrong with the store at ``path``, and what to do about it."""
+    text = str(error)
+    if "readonly" in text or "read-only" in text:
+        how = "it is read-only: render with `python -m benchmark leaderboard`, or give --store a writable path"
+    elif "disk is full" in text or "full" in text:
+        how = "the disk is full: free space and rerun the same command (it resumes; nothing computed is lost)"
+    elif "not a database" in text or "malformed" in text:
+        how = (
+            "the file is corrupt or not a results store: move it aside and rerun (results are "
+            "recomputed), or restore a backup"
+        )
+    elif "unable to open" in text:
+        how = "it cannot be opened: check that its folder exists and is writable"
+    else:
+        how = "check the path and permissions"
+    return f"results store {path}: {text}; {how}"
 
 
 def _now() -> str:
