@@ -137,7 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         suite.batch_size = args.batch_size
     store = ResultsStore(args.store)
-    summary = run_suite(suite, store, device=args.device, progress=not args.quiet)
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    summary = run_suite(
+        suite, store, device=args.device, progress=not args.quiet, timeout=args.timeout
+    )
     path = leaderboard.write(store, suite.name, args.leaderboard_dir)
     print(
         f"\n{suite.name}: {summary.explained} maps and {summary.evaluated} scores computed, "
@@ -163,6 +167,12 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (default: the suite's)")
     p.add_argument("--leaderboard-dir", default="leaderboards", help="where the board is written")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds one explain or metric call may take; a call that runs longer is recorded "
+        "as a failure of its cells and the run goes on (default: no limit)",
+    )
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -204,6 +214,23 @@ def add_gallery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="gallery", help="output folder (default gallery/)")
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """Maintain the results store: ``gc`` deletes what no suite's board shows."""
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(args.store)
+    counts = store.gc()
+    deleted = ", ".join(f"{n} {table} rows" for table, n in counts.items())
+    print(f"{args.store}: deleted {deleted}; every suite's board is unchanged")
+    return 0
+
+
+def add_store(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``store``."""
+    p.add_argument("action", choices=["gc"], help="gc: delete results no board shows")
+    p.add_argument("--store", default="results/benchmark.sqlite", help="SQLite results store")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] = {
     "run": (cmd_run, add_run, "run a suite and render its leaderboard"),
     "leaderboard": (
@@ -213,6 +240,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] =
     ),
     "gallery": (cmd_gallery, add_gallery, "write heatmap grids and an HTML page"),
     "ls": (cmd_ls, add_ls, "list explainers, metrics, models or suites"),
+    "store": (cmd_store, add_store, "maintain the results store (gc)"),
     "train": (cmd_train, add_train_arguments, "train a small CNN on a dataset (cached)"),
 }
 

@@ -68,6 +68,7 @@ class Suite:
     name: str
     description: str = ""
     extends: str | None = None  # the built-in suite this one starts from
+    source: str = ""  # how it was named: a built-in suite's name or the path given (boards cite it)
     seed: int = 0
     batch_size: int = 16
     explainers: list[str] = field(default_factory=lambda: ["*"])
@@ -173,7 +174,7 @@ def _type_name(kind: type) -> str:
 
 def parse_suite(name: str, data: dict[str, Any], where: str = "suite") -> Suite:
     """Build a :class:`Suite` from a parsed TOML table, rejecting unknown keys."""
-    _check_keys(data, _fields(Suite) - {"name"}, where)
+    _check_keys(data, _fields(Suite) - {"name", "source"}, where)
     _check_types(data, where)
     grid = []
     for i, block in enumerate(data.get("grid", [])):
@@ -238,7 +239,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(list_suites())} "
                 "(or pass the path of a .toml file)"
             )
-    return parse_suite(path.stem, _read_with_base(path), where=str(path))
+    suite = parse_suite(path.stem, _read_with_base(path), where=str(path))
+    suite.source = str(name_or_path)
+    return suite
 
 
 def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 from benchmark.explain import Maps
 from benchmark.store import RUNTIME, key_of
 from benchmark.table import Table, describe_error
+from benchmark.timing import deadline
 
 
 def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, images, targets):
@@ -51,11 +52,10 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
         saliency = torch.from_numpy(np.stack([maps[keys[i]][0] for i in todo])).to(images.device)
         masks = batch.masks[todo].to(images.device) if batch.masks is not None else None
         out = []
-        for i, values in zip(
-            todo,
-            score_images(metric, table.model, images[todo], scored, saliency, masks),
-            strict=True,
-        ):
+        results = score_images(
+            metric, table.model, images[todo], scored, saliency, masks, table.timeout
+        )
+        for i, values in zip(todo, results, strict=True):
             if isinstance(values, str):
                 table.fail(cells[i], name, metric_name, batch.ids[i], "evaluate", values)
             else:
@@ -65,19 +65,20 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
 
 
 def score_images(
-    metric, model, images, targets, saliency, masks
+    metric, model, images, targets, saliency, masks, timeout: float | None = None
 ) -> list[dict[str, float | None] | str]:
     """Per image: {score: value (None for NaN: not applicable)} or the error message; the batch at
     once, and image by image where that fails, so a failing image spares the others."""
 
     def call(sl: slice) -> list[dict[str, float | None]]:
-        values = metric(
-            model=model,
-            images=images[sl].clone(),
-            targets=targets[sl].clone(),
-            saliency=saliency[sl].clone(),
-            masks=None if masks is None else masks[sl].clone(),
-        )
+        with deadline(timeout):
+            values = metric(
+                model=model,
+                images=images[sl].clone(),
+                targets=targets[sl].clone(),
+                saliency=saliency[sl].clone(),
+                masks=None if masks is None else masks[sl].clone(),
+            )
         if not isinstance(values, dict):
             raise TypeError(f"metric returned {type(values).__name__}, not a dict of tensors")
         return [{s: _number(v[j]) for s, v in values.items()} for j in range(len(images[sl]))]

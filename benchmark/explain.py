@@ -24,7 +24,7 @@ import torch
 from benchmark.models import FeatureLayerError
 from benchmark.store import key_of
 from benchmark.table import Table, describe_error
-from benchmark.timing import timed
+from benchmark.timing import deadline, timed
 
 Maps = dict[str, tuple]  # saliency key -> (map [H,W] float32 numpy, explain seconds per image)
 
@@ -70,10 +70,10 @@ def _maps(table: Table, name: str, keys, ids, images, targets) -> Maps:
     sub_images, sub_targets = images[missing], targets[missing]
     if name not in table.warm:  # warm-up on one image, untimed; a failure shows up just below
         table.warm.add(name)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), deadline(table.timeout):
             explainer.explain(table.model, sub_images[:1].clone(), sub_targets[:1].clone())
     try:
-        maps, seconds = _call(explainer, table.model, sub_images, sub_targets)
+        maps, seconds = _call(table, explainer, sub_images, sub_targets)
         results = [(i, maps[j], seconds / len(missing)) for j, i in enumerate(missing)]
     except FeatureLayerError as e:  # a refusal supports() could not foresee
         _not_applicable(table, name, str(e))
@@ -82,9 +82,7 @@ def _maps(table: Table, name: str, keys, ids, images, targets) -> Maps:
         results = []
         for i in missing:
             try:
-                single, seconds = _call(
-                    explainer, table.model, images[i : i + 1], targets[i : i + 1]
-                )
+                single, seconds = _call(table, explainer, images[i : i + 1], targets[i : i + 1])
                 results.append((i, single[0], seconds))
             except Exception as e:
                 table.fail(keys[i], name, None, ids[i], "explain", describe_error(e))
@@ -122,10 +120,12 @@ def _not_applicable(table: Table, name: str, reason: str) -> None:
     table.summary.skip(f"{table.where}: {name} does not apply: {reason}")
 
 
-def _call(explainer, model, images, targets):
-    """(maps, seconds) of one timed ``explain`` on private copies of the inputs."""
+def _call(table: Table, explainer, images, targets):
+    """(maps, seconds) of one timed ``explain`` on private copies of the inputs, within the
+    run's per-cell time limit."""
     images, targets = images.clone(), targets.clone()
-    maps, seconds = timed(explainer.explain, model, images, targets, device=images.device)
+    with deadline(table.timeout):
+        maps, seconds = timed(explainer.explain, table.model, images, targets, device=images.device)
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"explain returned {type(maps).__name__}, not a torch.Tensor [B,H,W]")
     if maps.shape[:1] != images.shape[:1]:

@@ -7,6 +7,7 @@ gallery shows exactly what the leaderboard scored. Each map is min-max scaled fo
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,9 @@ def write_gallery(
                 name: [maps[k][0] if k in maps else None for k in keys]
                 for name, (keys, maps) in explain_batch(table, batch, x, targets).items()
             }
-            path = out / f"{entry.dataset}__{spec.name}.png"
+            path = out / _file_name(f"{table.dataset.name}__{spec.name}.png")
             _plot(path, batch, columns, targets.tolist(), table.dataset.class_names)
-            figures.append((f"{entry.dataset} / {spec.name}", path.name))
+            figures.append((f"{table.dataset.name} / {spec.name}", path.name))
     index = out / "index.html"
     items = [
         f'<h2>{html.escape(t)}</h2>\n<img src="{html.escape(f)}" style="max-width:100%">'
@@ -63,6 +64,12 @@ def write_gallery(
         "explainer (scaled per map for display).</p>\n" + "\n".join(items) + "\n"
     )
     return index
+
+
+def _file_name(name: str) -> str:
+    """A file name inside the gallery folder, whatever the dataset or model is called (a path
+    given as the dataset never makes the gallery write outside ``out_dir``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".") or "_"
 
 
 def _plot(

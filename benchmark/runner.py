@@ -59,8 +59,11 @@ def run_suite(
     device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    timeout: float | None = None,
 ) -> RunSummary:
-    """Run every (dataset, model) table of ``suite`` into ``store``; returns what was done."""
+    """Run every (dataset, model) table of ``suite`` into ``store``; returns what was done.
+    ``timeout``: seconds one explain or metric call may take before it is a failure (a run
+    setting: results and cache keys do not depend on it)."""
     start = time.perf_counter()
     dev = resolve_device(device)
     torch.manual_seed(suite.seed)
@@ -70,6 +73,7 @@ def run_suite(
         for spec in entry.models:
             table = open_table(suite, entry, spec, store, summary, dev, log=log, progress=progress)
             if table is not None:
+                table.timeout = timeout
                 _fill(table, dev, progress)
     store.finish_run(summary.run_id, summary.skipped)
     summary.seconds = time.perf_counter() - start
@@ -134,7 +138,8 @@ def open_table(
         log(f"skipped {where}: {e}")
         return None
     model_key = model_identity(spec, model, suite.seed)
-    info = {"name": spec.name, "dataset": entry.dataset, "spec": dataclasses.asdict(spec)}
+    label = getattr(dataset, "name", None) or entry.dataset  # as Table.dataset_label
+    info = {"name": spec.name, "dataset": label, "spec": dataclasses.asdict(spec)}
     store.put_model(model_key, {**info, "weights_sha256": model.weights_sha256, **model.info})
     store.claim(summary.run_id, [model_key])
     return Table(suite, entry, spec.name, model, model_key, dataset, store, summary)

@@ -53,6 +53,7 @@ class Table:
     prepared: set[str] = field(default_factory=set)  # explainers asked supports() and prepared
     warm: set[str] = field(default_factory=set)  # explainers that had their warm-up call
     not_applicable: set[str] = field(default_factory=set)
+    timeout: float | None = None  # seconds per explain / metric call; None: no limit
 
     def __post_init__(self) -> None:
         # Ground-truth labels mean something to the model only in its own class space: a model
@@ -67,7 +68,7 @@ class Table:
 
     @property
     def where(self) -> str:
-        return f"{self.entry.dataset} / {self.model_name}"
+        return f"{self.dataset_label} / {self.model_name}"
 
     def _runnable(self, plugins: dict[str, Any], problem) -> dict[str, Any]:
         """The plugins that can run on this table; a skip line for each of the others."""
@@ -101,8 +102,14 @@ class Table:
             values.setdefault("seed", self.suite.seed)
         return plugins.registry.create(name, **values)
 
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name on the board: its card's name, or for a folder given by path a
+        stable, path-free name (so anchors never embed a machine's absolute path)."""
+        return getattr(self.dataset, "name", None) or self.entry.dataset
+
     def cell(self, explainer: str, metric: str | None, image: str) -> Cell:
-        return Cell(self.suite.name, self.entry.dataset, self.model_name, explainer, metric, image)
+        return Cell(self.suite.name, self.dataset_label, self.model_name, explainer, metric, image)
 
     def fail(self, key: str, explainer: str, metric: str | None, image: str, stage: str, message):
         """Record that one cell could not be computed; the run goes on without it."""

@@ -12,9 +12,12 @@ machine::
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import statistics
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -44,6 +47,34 @@ def timed(
     return result, time.perf_counter() - start
 
 
+class CellTimeout(TimeoutError):
+    """A plugin call ran past the run's per-cell time limit."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`CellTimeout` inside the block once ``seconds`` have passed (None: no limit).
+
+    Uses SIGALRM, so it works in the main thread of a POSIX process and interrupts Python code
+    (a C call returns first); elsewhere the block runs without a limit.
+    """
+    usable = seconds and hasattr(signal, "setitimer")
+    if not usable or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum, _frame):
+        raise CellTimeout(f"took longer than the run's --timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def summarize(seconds: Sequence[float], discard_first: bool = True) -> dict[str, float]:
     """Median, quartiles, mean, min, max and count of ``seconds``.
 
@@ -71,4 +102,4 @@ def summarize(seconds: Sequence[float], discard_first: bool = True) -> dict[str,
     }
 
 
-__all__ = ["summarize", "synchronize", "timed"]
+__all__ = ["CellTimeout", "deadline", "summarize", "synchronize", "timed"]

@@ -134,3 +134,42 @@ def test_definition_pages_are_generated_from_the_docstrings(kind, page, capsys):
     assert (REPO / "docs" / page).read_text() == capsys.readouterr().out, (
         f"docs/{page} is stale: python -m benchmark ls {kind} --markdown > docs/{page}"
     )
+
+
+@dataclass
+class _Hangs(explainers.Explainer):
+    """Test plugin: never returns on its own."""
+
+    def explain(self, model, images, targets):
+        import time
+
+        time.sleep(3600)
+
+
+def test_a_hanging_explainer_becomes_a_failure_under_the_run_timeout(tmp_path, data_dir):
+    suite = parse_suite(
+        "hang",
+        {
+            "batch_size": 2,
+            "explainers": ["hangs_test", "center"],
+            "metrics": ["pointing_game"],
+            "grid": [{"dataset": "synthetic", "limit": 2, "models": [{"name": "cnn_gap"}]}],
+        },
+    )
+    store = ResultsStore(tmp_path / "s.sqlite")
+    with registered("hangs_test", _Hangs):
+        summary = run_suite(
+            suite, store, device="cpu", progress=False, log=lambda _: None, timeout=0.2
+        )
+    assert len(summary.failures) == 2 and all("--timeout of 0.2 s" in f for f in summary.failures)
+    assert {e for _, _, e, *_ in store.scores("hang")} == {"center"}
+
+
+def test_user_text_is_escaped_on_the_board_and_the_gallery_stays_in_its_folder(tmp_path):
+    from benchmark.gallery import _file_name
+    from benchmark.leaderboard import _anchor, _md
+
+    assert _md("<img src=x onerror=alert(1)>|a") == "&lt;img src=x onerror=alert(1)&gt;\\|a"
+    assert _md("two\nlines") == "two lines"
+    assert _anchor("suite", "/abs/path/to/my photos", "m") == "suite-abs-path-to-my-photos-m"
+    assert "/" not in _file_name("/abs/../x__m.png") and not _file_name("..__m").startswith(".")
