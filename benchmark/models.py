@@ -210,31 +210,29 @@ def _submodule(net: nn.Module, name: str) -> nn.Module:
 # -- the project's own networks ------------------------------------------------------------------
 
 
-class CnnGap(nn.Module):
-    """The seed Fashion-MNIST CNN: conv32-pool-conv64-pool, global average pooling, linear (CAM-able).
+class _SeedCnn(nn.Module):
+    """The seed studies' small CNNs: conv-ReLU-pool twice ('same' padding), then a head on the
+    feature map, with timm-style forward_features / forward_head / get_classifier."""
 
-    Convolutions use 'same' padding so the 7x7 feature grid of a 28x28 input is centred on the
-    image (the seed's Keras code used 'valid'; the parameter count is identical).
-    """
-
-    def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
+    def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, int], features: int):
         super().__init__()
         self.num_classes = num_classes
+        first, second = widths
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 32, 3, padding=1),
+            nn.Conv2d(in_chans, first, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
+            nn.Conv2d(first, second, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         )
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        pooled = x.mean(dim=(2, 3))
+        pooled = self.pool(x)
         return pooled if pre_logits else self.fc(pooled)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -244,37 +242,33 @@ class CnnGap(nn.Module):
         return self.fc
 
 
-class CnnShallow(nn.Module):
+class CnnGap(_SeedCnn):
+    """The seed Fashion-MNIST CNN: conv32-pool-conv64-pool, global average pooling, linear (CAM-able).
+
+    Convolutions use 'same' padding so the 7x7 feature grid of a 28x28 input is centred on the
+    image (the seed's Keras code used 'valid'; the parameter count is identical).
+    """
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
+        super().__init__(num_classes, in_chans, (32, 64), 64)
+
+    @staticmethod
+    def pool(x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))  # global average pooling
+
+
+class CnnShallow(_SeedCnn):
     """The seed chest X-ray "grad model": two conv layers and one dense layer on the flattened map.
 
     The dense layer fixes the input size (``img_size``); it is not CAM-able (no pooling), Grad-CAM is.
     """
 
     def __init__(self, num_classes: int = 2, in_chans: int = 1, img_size: int = 28) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-        self.fc = nn.Linear(32 * (img_size // 4) ** 2, num_classes)
+        super().__init__(num_classes, in_chans, (16, 32), 32 * (img_size // 4) ** 2)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        flat = x.flatten(1)
-        return flat if pre_logits else self.fc(flat)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
+    @staticmethod
+    def pool(x: Tensor) -> Tensor:
+        return x.flatten(1)  # no pooling: the dense layer sees every position
 
 
 class EfficientNetLite(nn.Module):

@@ -56,6 +56,22 @@ def _cli(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.Com
     )
 
 
+def _run_cli(suite: Path, store: Path, boards: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return _cli(
+        "run",
+        "--suite",
+        str(suite),
+        "--store",
+        str(store),
+        "--leaderboard-dir",
+        str(boards),
+        "--quiet",
+        "--device",
+        "cpu",
+        cwd=cwd,
+    )
+
+
 def _score_rows(store_path: Path) -> list[tuple]:
     with sqlite3.connect(store_path) as db:
         return db.execute(
@@ -66,19 +82,7 @@ def _score_rows(store_path: Path) -> list[tuple]:
 def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_path):
     store = tmp_path / "store.sqlite"
     boards = tmp_path / "boards"
-    result = _cli(
-        "run",
-        "--suite",
-        str(tiny_suite),
-        "--store",
-        str(store),
-        "--leaderboard-dir",
-        str(boards),
-        "--quiet",
-        "--device",
-        "cpu",
-        cwd=tmp_path,
-    )
+    result = _run_cli(tiny_suite, store, boards, tmp_path)
     assert result.returncode == 0, result.stderr
     board = (boards / "tiny.md").read_text()
     for name in ["grad_cam", "gradient_pixel", "random", "center", "cam"]:
@@ -105,19 +109,7 @@ def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_
     )
     assert (boards / "tiny.md").read_text() == first, "same store, same bytes"
     # a second run computes nothing new
-    again = _cli(
-        "run",
-        "--suite",
-        str(tiny_suite),
-        "--store",
-        str(store),
-        "--leaderboard-dir",
-        str(boards),
-        "--quiet",
-        "--device",
-        "cpu",
-        cwd=tmp_path,
-    )
+    again = _run_cli(tiny_suite, store, boards, tmp_path)
     assert "0 maps and 0 scores computed" in again.stdout, again.stdout
 
 
