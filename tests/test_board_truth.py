@@ -174,3 +174,19 @@ def test_boards_and_checkpoints_are_written_atomically_with_ordinary_permissions
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, crash)
     assert path.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["board.md"]
+
+
+@pytest.mark.parametrize(
+    "error, advice",
+    [
+        ("database or disk is full", "free space and rerun the same command"),
+        ("attempt to write a readonly database", "it is read-only"),
+        ("file is not a database", "move it aside"),
+        ("unable to open database file", "check that its folder exists"),
+    ],
+)
+def test_store_faults_name_the_file_and_what_to_do(tmp_path, error, advice):
+    from benchmark.store import _advice
+
+    message = _advice(tmp_path / "s.sqlite", sqlite3.OperationalError(error))
+    assert str(tmp_path / "s.sqlite") in message and advice in message and error in message
