@@ -1,7 +1,12 @@
 """Heatmap gallery: per dataset x model a PNG grid (image, mask, one overlay per explainer) + HTML.
 
 Maps come from the results store's saliency cache (computed and cached on the way if missing), so the
-gallery shows exactly what the leaderboard scored. Each map is min-max scaled for display only.
+gallery shows exactly what the leaderboard scored, with the image's headline score of each metric
+under its map (from the suite's board, where a run computed them). Display only, as people read
+heatmaps (captum's ``visualize_image_attr`` convention): a map with negative values is shown with a
+diverging colour map centred on 0, a non-negative one with a sequential map from 0; both are
+clipped at the 99th percentile of |S| (``CLIP_PERCENTILE``), so a few extreme pixels cannot wash
+out the rest; each map has its colour bar. Targets are shown by class name.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import metrics as metric_plugins
 from benchmark.config import Suite
 from benchmark.explain import explain_batch
 from benchmark.runner import RunSummary, open_table, resolve_device
@@ -49,7 +55,9 @@ def write_gallery(
                 for name, (keys, maps) in explain_batch(table, batch, x, targets).items()
             }
             path = out / _file_name(f"{table.dataset.name}__{spec.name}.png")
-            _plot(path, batch, columns, targets.tolist(), table.dataset.class_names)
+            names = [class_name(table, t) for t in targets.tolist()]
+            scores = _headline_scores(store, suite.name, table.dataset_label, spec.name)
+            _plot(path, batch, columns, names, scores)
             figures.append((f"{table.dataset.name} / {spec.name}", path.name))
     index = out / "index.html"
     items = [
@@ -61,7 +69,8 @@ def write_gallery(
     index.write_text(
         f"<!doctype html>\n<meta charset='utf-8'><title>Gallery: {title}</title>\n"
         f"<h1>Gallery: {title}</h1>\n<p>Rows: images; columns: image, mask, one heatmap per "
-        "explainer (scaled per map for display).</p>\n" + "\n".join(items) + "\n"
+        "explainer (clipped at the 99th percentile of |S|; diverging colours for signed maps), with "
+        "the image's headline scores under it.</p>\n" + "\n".join(items) + "\n"
     )
     return index
 
@@ -72,16 +81,52 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".") or "_"
 
 
-def _plot(
-    path: Path, batch, columns: dict[str, list], targets: list[int], class_names: list[str]
-) -> None:
+CLIP_PERCENTILE = 99.0
+
+
+def class_name(table, target: int) -> str:
+    """The explained class's name: the dataset's where the model was trained on it, ImageNet's
+    for a 1000-class model, else the index."""
+    names = table.dataset.class_names
+    if table.labels_fit_model and 0 <= target < len(names):
+        return names[target]
+    if table.model.num_classes == 1000:
+        from timm.data import ImageNetInfo
+
+        return ImageNetInfo().index_to_description(target).split(",")[0]
+    return names[target] if 0 <= target < len(names) else str(target)
+
+
+def _headline_scores(store: ResultsStore, suite: str, dataset: str, model: str) -> dict:
+    """(explainer, image) -> "metric score" texts of each metric's headline score(s)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for d, m, explainer, metric, score, image, value in store.scores(suite):
+        if d != dataset or m != model or metric not in metric_plugins.registry or value is None:
+            continue
+        if score in metric_plugins.registry.get(metric).headline_scores():
+            label = score if len(metric) > 12 else f"{metric} {score}"  # energy_pointing_game
+            out.setdefault((explainer, image), []).append(f"{label} {value:.3g}")
+    return out
+
+
+def display_range(saliency: np.ndarray) -> tuple[np.ndarray, str, float, float]:
+    """(map clipped for display, colour map, vmin, vmax): signed maps diverge around 0."""
+    s = np.asarray(saliency, dtype=np.float64)
+    limit = float(np.percentile(np.abs(s), CLIP_PERCENTILE)) or float(np.abs(s).max()) or 1.0
+    if (s < 0).any():
+        return np.clip(s, -limit, limit), "bwr", -limit, limit
+    return np.clip(s, 0, limit), "inferno", 0.0, limit
+
+
+def _plot(path: Path, batch, columns: dict[str, list], targets: list[str], scores: dict) -> None:
     """One PNG: a row per image; columns: the image, its mask and target class, then each
-    explainer's map as a jet overlay (min-max scaled per map), or "failed" where there is none."""
+    explainer's map over the image with its colour bar and the image's headline scores, or
+    "failed" where there is no map."""
     import matplotlib.pyplot as plt
 
     n = len(batch.ids)
     names = ["image", "mask", *columns]
-    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(names), figsize=(2.0 * len(names), 2.0 * n), squeeze=False)
     for r in range(n):
         image = batch.pixels[r].permute(1, 2, 0).numpy()
         image = image[..., 0] if image.shape[-1] == 1 else image
@@ -95,12 +140,7 @@ def _plot(
             if name == "mask":
                 if batch.masks is not None:
                     ax.imshow(batch.masks[r].numpy(), cmap="Greens", alpha=0.5)
-                label = (
-                    class_names[targets[r]]
-                    if 0 <= targets[r] < len(class_names)
-                    else str(targets[r])
-                )
-                ax.set_xlabel(f"target: {label}"[:24], fontsize=6)
+                ax.set_xlabel(f"target: {targets[r]}"[:28], fontsize=6)
             elif name != "image":
                 saliency = columns[name][r]
                 if saliency is None:
@@ -110,13 +150,15 @@ def _plot(
                         "failed",
                         ha="center",
                         va="center",
-                        transform=ax.transAxes,
                         color="red",
+                        transform=ax.transAxes,
                     )
                     continue
-                s = np.asarray(saliency, dtype=np.float32)
-                s = (s - s.min()) / (s.max() - s.min() + 1e-12)
-                ax.imshow(s, cmap="jet", alpha=0.5)
+                shown, cmap, vmin, vmax = display_range(saliency)
+                im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, alpha=0.6)
+                bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+                bar.ax.tick_params(labelsize=4)
+                ax.set_xlabel("\n".join(scores.get((name, batch.ids[r]), [])), fontsize=4.5)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

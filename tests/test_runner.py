@@ -347,3 +347,16 @@ def test_gallery_writes_a_png_grid_per_model_and_an_html_index(tiny_suite, tmp_p
     assert width > height > 100, "one row per image, one column per explainer plus image and mask"
     index = (folder / "index.html").read_text()
     assert 'src="synthetic__cnn_gap.png"' in index
+
+
+def test_gallery_display_clips_outliers_and_diverges_for_signed_maps():
+    import numpy as np
+
+    from benchmark.gallery import display_range
+
+    positive = np.linspace(0, 1, 1600).reshape(40, 40)
+    positive[0, 0] = 1000.0  # one outlier pixel would otherwise take the whole colour range
+    shown, cmap, low, high = display_range(positive)
+    assert cmap == "inferno" and low == 0 and high < 2 and shown.max() == high
+    signed, cmap, low, high = display_range(positive - 0.5)
+    assert cmap == "bwr" and low == -high
