@@ -214,6 +214,26 @@ def add_gallery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="gallery", help="output folder (default gallery/)")
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    """Write the leaderboards as a static site (sortable tables, CIs on hover, curve plots)."""
+    from benchmark.site import write_site
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(args.store, readonly=True)
+    suites = [Path(s).stem for s in args.suite] if args.suite else store.suites()
+    if not suites:
+        raise ValueError(f"no runs in {args.store}: run `python -m benchmark run` first")
+    print(write_site(store, suites, args.out))
+    return 0
+
+
+def add_site(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``site``."""
+    p.add_argument("--suite", action="append", help="suite name (repeatable; default: every suite)")
+    p.add_argument("--store", default="results/benchmark.sqlite", help="SQLite results store")
+    p.add_argument("--out", default="site", help="output folder (default site/)")
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     """Maintain the results store: ``gc`` deletes what no suite's board shows."""
     from benchmark.store import ResultsStore
@@ -241,6 +261,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] =
     "gallery": (cmd_gallery, add_gallery, "write heatmap grids and an HTML page"),
     "ls": (cmd_ls, add_ls, "list explainers, metrics, models or suites"),
     "store": (cmd_store, add_store, "maintain the results store (gc)"),
+    "site": (cmd_site, add_site, "write the leaderboards as a static site"),
     "train": (cmd_train, add_train_arguments, "train a small CNN on a dataset (cached)"),
 }
 

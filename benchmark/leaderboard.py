@@ -73,19 +73,19 @@ def direction(metric: str, score: str) -> bool | None:
         return None
 
 
-def _arrow(higher: bool | None) -> str:
+def arrow(higher: bool | None) -> str:
     """The heading's direction mark."""
     return {True: " ↑", False: " ↓", None: ""}[higher]
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
     """Two decimals, three significant digits below 0.01 (runtimes), an en dash for NaN."""
     if math.isnan(x):
         return "–"
     return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.2f}"
 
 
-def _anchor(*parts: str) -> str:
+def anchor_of(*parts: str) -> str:
     """A citable HTML anchor: parts joined by '-', anything but letters, digits, '_' and '.'
     replaced by '-' (so text from a user's data never reaches the HTML)."""
     return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "-", p).strip("-") for p in parts)
@@ -105,7 +105,7 @@ def _md(text: object) -> str:
     return " ".join(text.split())
 
 
-class _Column:
+class Column:
     """One score of one metric for every explainer of a table: values per explainer per image."""
 
     def __init__(self, metric: str, score: str, values: dict[str, dict[str, float | None]]):
@@ -148,10 +148,10 @@ class _Column:
         values = np.array(list(self.values.get(explainer, {}).values()), dtype=float)
         if len(values) == 0:
             return "–"
-        text = _fmt(float(values.mean()))
+        text = fmt(float(values.mean()))
         if with_ci:
             low, high = bootstrap_ci(values)
-            text += f" [{_fmt(low)}, {_fmt(high)}]"
+            text += f" [{fmt(low)}, {fmt(high)}]"
         if explainer == self.best:
             text = f"**{text}**" + ("†" if self.tied else "")
         return text
@@ -168,15 +168,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+Values = dict[str, dict[str, float | None]]  # explainer -> image -> value (None: not applicable)
+
+
+def collect(store: ResultsStore, suite: str) -> dict[tuple[str, str], dict[str, dict[str, Values]]]:
+    """The scores the board of ``suite`` shows: (dataset, model) -> metric -> score -> values."""
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
+    for dataset, model, explainer, metric, score, image, value in store.scores(suite):
+        data[(dataset, model)][metric][score][explainer][image] = value
+    return data
+
+
 def render(store: ResultsStore, suite: str, store_label: str = "results/benchmark.sqlite") -> str:
     """The whole board of ``suite`` as markdown: per dataset, one section per model, the seed
     layouts, the failures, the provenance. Depends only on the store's rows (sorted), so the
     same store always gives the same bytes."""
-    data: dict[tuple[str, str], dict[str, dict[str, dict[str, dict[str, float | None]]]]] = (
-        defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))))
-    )  # (dataset, model) -> metric -> score -> explainer -> image -> value
-    for dataset, model, explainer, metric, score, image, value in store.scores(suite):
-        data[(dataset, model)][metric][score][explainer][image] = value
+    data = collect(store, suite)
     failures = store.failures(suite)
     failed = defaultdict(int)
     for dataset, model, explainer, *_ in failures:
@@ -228,7 +235,7 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
 def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
     """One citable table group: the model's provenance line, the summary, the runtimes, and one
     table per metric with every score, its CI and N."""
-    anchor = _anchor(suite, dataset, model)
+    anchor = anchor_of(suite, dataset, model)
     explainers = sorted(
         {e for scores in metrics_data.values() for per in scores.values() for e in per},
         key=natural_key,
@@ -237,18 +244,23 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     info = _model_info(store, suite, dataset, model)
     if info:
         out += [info, ""]
-    runtime = _Column(RUNTIME, "seconds", metrics_data.get(RUNTIME, {}).get("seconds", {}))
+    runtime = Column(RUNTIME, "seconds", metrics_data.get(RUNTIME, {}).get("seconds", {}))
     out += _summary(metrics_data, explainers, runtime)
     rows = []
     for e in explainers:
         seconds = list(runtime.values.get(e, {}).values())
         iqr = (
-            f" [{_fmt(float(np.percentile(seconds, 25)))}, {_fmt(float(np.percentile(seconds, 75)))}]"
+            f" [{fmt(float(np.percentile(seconds, 25)))}, {fmt(float(np.percentile(seconds, 75)))}]"
             if len(seconds) > 1
             else ""
         )
         rows.append(
-            [e, _median(seconds) + iqr, runtime.n(e), str(failed.get((dataset, model, e), 0))]
+            [
+                e,
+                median_seconds(seconds) + iqr,
+                runtime.n(e),
+                str(failed.get((dataset, model, e), 0)),
+            ]
         )
     out += [
         "Runtime of `explain()` (median [IQR] seconds per image, batched; one warm-up call per run not timed):",
@@ -256,11 +268,11 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     ]
     out += _table(["explainer", "s / image ↓", "N", "failures"], rows) + [""]
     for metric in sorted(m for m in metrics_data if m != RUNTIME):
-        scores = sorted(metrics_data[metric], key=lambda s: _score_order(metric, s))
-        columns = [_Column(metric, s, metrics_data[metric][s]) for s in scores]
+        scores = sorted(metrics_data[metric], key=lambda s: score_order(metric, s))
+        columns = [Column(metric, s, metrics_data[metric][s]) for s in scores]
         version = _version(metric)
         out += [f'<a id="{anchor}-{metric}"></a>', "", f"**{metric}**{version}", ""]
-        header = ["explainer"] + [f"{c.score}{_arrow(c.higher)}" for c in columns] + ["N"]
+        header = ["explainer"] + [f"{c.score}{arrow(c.higher)}" for c in columns] + ["N"]
         rows = [[_md(e)] + [c.cell(e) for c in columns] + [columns[0].n(e)] for e in explainers]
         out += _table(header, rows) + [""]
         if any(c.partial for c in columns):
@@ -273,22 +285,22 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
     return out
 
 
-def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]:
+def _summary(metrics_data, explainers: list[str], runtime: Column) -> list[str]:
     """One row per explainer: each metric's headline score (mean; CIs in the tables below) and the
     median runtime, with the same bold / dagger marks."""
     columns = [
-        _Column(metric, score, metrics_data[metric][score])
+        Column(metric, score, metrics_data[metric][score])
         for metric in sorted(m for m in metrics_data if m != RUNTIME)
-        for score in _headline(metric)
+        for score in headline_scores(metric)
         if score in metrics_data[metric]
     ]
     if not columns:
         return []
-    header = ["explainer"] + [f"{c.metric} {c.score}{_arrow(c.higher)}" for c in columns]
+    header = ["explainer"] + [f"{c.metric} {c.score}{arrow(c.higher)}" for c in columns]
     rows = [[e] + [c.cell(e, with_ci=False) for c in columns] for e in explainers]
     header.append("s / image ↓")
     for row, e in zip(rows, explainers, strict=True):
-        row.append(_median(list(runtime.values.get(e, {}).values())))
+        row.append(median_seconds(list(runtime.values.get(e, {}).values())))
     return (
         ["Summary (headline score of each metric, mean over images; per-metric tables below):", ""]
         + _table(header, rows)
@@ -296,12 +308,12 @@ def _summary(metrics_data, explainers: list[str], runtime: _Column) -> list[str]
     )
 
 
-def _median(seconds: list[float]) -> str:
+def median_seconds(seconds: list[float]) -> str:
     """Median seconds per image, formatted (– when none)."""
-    return _fmt(float(np.median(seconds))) if seconds else "–"
+    return fmt(float(np.median(seconds))) if seconds else "–"
 
 
-def _headline(metric: str) -> tuple[str, ...]:
+def headline_scores(metric: str) -> tuple[str, ...]:
     """The metric's summary-table score(s); none for a metric no longer installed."""
     try:
         return metric_plugins.registry.get(metric).headline_scores()
@@ -309,7 +321,7 @@ def _headline(metric: str) -> tuple[str, ...]:
         return ()
 
 
-def _score_order(metric: str, score: str) -> tuple[int, Any]:
+def score_order(metric: str, score: str) -> tuple[int, Any]:
     """Columns in the order the metric declares its scores; unknown ones last, naturally sorted."""
     try:
         order = list(metric_plugins.registry.get(metric).higher_is_better)
@@ -369,8 +381,8 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
             key=natural_key,
         )
         for explainer in explainers:
-            anchor = _anchor(suite, dataset, "seed", metric, explainer)
-            header = ["Model \\ Metric"] + [f"{h}{_arrow(direction(m, s))}" for h, m, s in layout]
+            anchor = anchor_of(suite, dataset, "seed", metric, explainer)
+            header = ["Model \\ Metric"] + [f"{h}{arrow(direction(m, s))}" for h, m, s in layout]
             rows = []
             for model, metrics_data in sorted(per_model.items(), key=lambda kv: natural_key(kv[0])):
                 row = [model]
@@ -380,7 +392,7 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
                         for v in metrics_data.get(m, {}).get(score, {}).get(explainer, {}).values()
                         if v is not None
                     ]
-                    row.append(_fmt(float(np.mean(values))) if values else "–")
+                    row.append(fmt(float(np.mean(values))) if values else "–")
                 rows.append(row)
             out += [
                 f'<a id="{anchor}"></a>',

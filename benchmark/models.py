@@ -22,7 +22,7 @@ methods need neither. Model-agnostic explainers (gradients, SHAP, LIME, baseline
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,23 @@ class Classifier:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
-    def forward_with_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits [B,classes], feature map [B,K,h,w]); the logits are differentiable w.r.t. it."""
+    def forward_with_features(
+        self, images: Tensor, edit: Callable[[Tensor], Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(logits [B,classes], feature map [B,K,h,w]); the logits are differentiable w.r.t. it.
+
+        The map is always NCHW, whatever the network's layout: a named ``feature_layer``'s 4-D
+        output; timm-style ``forward_features`` (permuted from NHWC where the net says
+        ``output_fmt = "NHWC"``, e.g. Swin); for ViT-style token nets (``num_prefix_tokens``,
+        ``patch_embed``, ``blocks``) the patch tokens entering the last block's attention
+        (``blocks[-1].norm1``'s output: with a class-token head the last block's own patch tokens
+        get no gradient), prefix tokens dropped, reshaped to the patch grid. ``edit``, if given,
+        maps the NCHW feature map to the one the rest of the network then sees (a tap for
+        hook-based libraries, an ablation); the returned map is ``edit``'s output.
+        """
+        edit = edit or (lambda features: features)
+        if self.feature_layer is None and _is_token_vit(self.net):
+            return self._vit_forward(images, edit)
         if self.feature_layer is None:
             if not (hasattr(self.net, "forward_features") and hasattr(self.net, "forward_head")):
                 raise FeatureLayerError(
@@ -120,12 +135,17 @@ class Classifier:
                     "forward_head methods"
                 )
             features = _requiring_grad(self.net.forward_features(self._layout(images)))
+            if getattr(self.net, "output_fmt", "NCHW") == "NHWC":
+                features = edit(features.permute(0, 3, 1, 2))  # NHWC -> NCHW, in the graph
+                return self.net.forward_head(features.permute(0, 2, 3, 1)), features
+            features = edit(features)
             return self.net.forward_head(features), features
 
         captured: list[Tensor] = []
 
         def hook(_module, _inputs, output):
-            output = _requiring_grad(output)
+            if isinstance(output, Tensor) and output.dim() == 4:
+                output = edit(_requiring_grad(output))
             captured.append(output)
             return output
 
@@ -134,11 +154,43 @@ class Classifier:
             logits = self(images)
         finally:
             handle.remove()
-        if not captured or captured[-1].dim() != 4:
+        if not captured or not isinstance(captured[-1], Tensor) or captured[-1].dim() != 4:
             raise FeatureLayerError(
                 f"feature layer {self.feature_layer!r} of model {self.name!r} gave no 4-D "
                 "[B,K,h,w] output: name a convolutional layer"
             )
+        return logits, captured[-1]
+
+    def _vit_forward(self, images: Tensor, edit: Callable[[Tensor], Tensor]):
+        """ViT tokens at ``blocks[-1].norm1`` -> NCHW patch-grid map; the network then continues
+        from that map (prefix tokens unchanged), so the logits are differentiable w.r.t. it."""
+        net = self.net
+        prefix = int(getattr(net, "num_prefix_tokens", 0))
+        embed = net.patch_embed
+        if getattr(embed, "dynamic_img_size", False) or getattr(net, "dynamic_img_size", False):
+            grid = tuple(embed.dynamic_feat_size(tuple(images.shape[-2:])))
+        else:
+            grid = tuple(embed.grid_size)
+        captured: list[Tensor] = []
+
+        def hook(_module, _inputs, tokens):
+            batch, count, dim = tokens.shape
+            if count - prefix != grid[0] * grid[1]:
+                raise FeatureLayerError(
+                    f"model {self.name!r}: {count - prefix} patch tokens do not fill the "
+                    f"{grid[0]}x{grid[1]} patch grid"
+                )
+            patches = _requiring_grad(tokens)[:, prefix:]
+            features = edit(patches.transpose(1, 2).reshape(batch, dim, *grid))
+            captured.append(features)
+            flat = features.reshape(batch, dim, -1).transpose(1, 2)
+            return torch.cat([tokens[:, :prefix], flat], dim=1)
+
+        handle = net.blocks[-1].norm1.register_forward_hook(hook)
+        try:
+            logits = self(images)
+        finally:
+            handle.remove()
         return logits, captured[-1]
 
     # -- what CAM needs -------------------------------------------------------------------------
@@ -189,6 +241,18 @@ class Classifier:
     def to(self, device: str | torch.device) -> Classifier:
         self.net.to(device)
         return self
+
+
+def _is_token_vit(net: nn.Module) -> bool:
+    """A timm ViT-style token network: patch embedding, prefix tokens, pre-norm blocks."""
+    blocks = getattr(net, "blocks", None)
+    return (
+        hasattr(net, "num_prefix_tokens")
+        and hasattr(net, "patch_embed")
+        and isinstance(blocks, nn.Sequential | nn.ModuleList)
+        and len(blocks) > 0
+        and isinstance(getattr(blocks[-1], "norm1", None), nn.Module)
+    )
 
 
 def _requiring_grad(t: Tensor) -> Tensor:

@@ -172,6 +172,11 @@ class ResultsStore:
             for r, s, f, p, k in rows
         ]
 
+    def suites(self) -> list[str]:
+        """Names of the suites with runs in the store (gallery runs excluded)."""
+        rows = self.db.execute("SELECT DISTINCT suite FROM runs ORDER BY suite").fetchall()
+        return [s for (s,) in rows if not s.endswith(" (gallery)")]
+
     def put_model(self, model_key: str, info: dict[str, Any]) -> None:
         """Record (or refresh) a model's provenance under its cache identity."""
         with self.transaction() as db:

@@ -167,9 +167,9 @@ def test_a_hanging_explainer_becomes_a_failure_under_the_run_timeout(tmp_path, d
 
 def test_user_text_is_escaped_on_the_board_and_the_gallery_stays_in_its_folder(tmp_path):
     from benchmark.gallery import _file_name
-    from benchmark.leaderboard import _anchor, _md
+    from benchmark.leaderboard import _md, anchor_of
 
     assert _md("<img src=x onerror=alert(1)>|a") == "&lt;img src=x onerror=alert(1)&gt;\\|a"
     assert _md("two\nlines") == "two lines"
-    assert _anchor("suite", "/abs/path/to/my photos", "m") == "suite-abs-path-to-my-photos-m"
+    assert anchor_of("suite", "/abs/path/to/my photos", "m") == "suite-abs-path-to-my-photos-m"
     assert "/" not in _file_name("/abs/../x__m.png") and not _file_name("..__m").startswith(".")

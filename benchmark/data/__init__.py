@@ -5,12 +5,29 @@ checksums, licence, class names, image size, mask source); its ``format`` picks 
 (``_loaders.LOADERS``), and ``opt_in = true`` keeps it out of ``python -m benchmark.data
 list/fetch/verify`` unless it is named. Files are found in ``$BENCHMARK_DATA_DIR/<folder>`` (a
 local copy), else in the user cache (``$BENCHMARK_CACHE_DIR``, default
-``~/.cache/explainer-benchmark``), else downloaded there and verified. ``synthetic`` needs no files at all: the harness generates it from a seed.
+``~/.cache/explainer-benchmark``), else downloaded there and verified. ``synthetic`` needs no
+files at all: the harness generates it from a seed.
 
-Any folder of images with a COCO annotation file (labelme and CVAT export COCO) is a dataset too::
-
-    load_dataset("coco-folder", data_dir="my_photos")   # my_photos/annotations.json + images
-    load_dataset("my_photos/")                           # the same, by path
+Bring your own data. Any folder of images with one COCO annotation file (labelme and CVAT export
+COCO; RLE or polygon segmentations) is a dataset: the images sit in the folder or in an
+``images/`` subfolder, the annotations in ``annotations.json`` (or the folder's only ``*.json``).
+Check it with ``python -m benchmark.data verify FOLDER``, which reads every image and mask and
+lists each problem, naming the record and what to fix (``list FOLDER`` checks the annotation
+file alone). Load it with ``load_dataset("FOLDER/")`` or ``load_dataset("coco-folder",
+data_dir=FOLDER)``; in a suite, ``dataset = "coco-folder"`` is the folder
+``$BENCHMARK_DATA_DIR/coco-folder/`` (``--data-dir DIR`` sets ``$BENCHMARK_DATA_DIR``), or else
+``$BENCHMARK_DATA_DIR`` itself if it holds an ``annotations.json``. The mask of an image is the
+union of its annotations, its label the category of its largest annotation (categories sorted by
+id). A folder dataset is named by the folder's basename (``Dataset.name``; ``NAME-folder`` where
+the basename is another dataset's name), never by its path, so a board cites the same name on
+every machine. The annotation file is checked record by record before pycocotools sees it: a file
+that is not COCO JSON is an error naming it; a malformed image record or annotation (a polygon
+that is not an even number >= 6 of finite numbers, an RLE whose size is not the image's [height,
+width] or whose counts do not cover it, a size that is not a positive integer, a file_name that
+is absolute or climbs out with ``..``, an unknown or duplicate id) fails only its own image,
+which stays in the dataset and is reported as a per-image failure with the fix; a record that
+belongs to no image (an annotation of an unknown image_id, an unused malformed category) is
+reported in ``Dataset.record_problems``. No bad record aborts a run or the rest of the dataset.
 
 The opt-in full PASCAL VOC 2012 validation set (1,449 images with masks, a 2 GB download) is
 ``voc2012-val``, fetched only on request: ``python -m benchmark.data fetch voc2012-val``.

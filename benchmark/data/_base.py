@@ -120,7 +120,11 @@ class Dataset:
         self.card: dict[str, Any] = dict(card or {})
         self.image_size = as_size(image_size)
         self.channels = channels
+        # (id, message) of each item that could not be read in the last pass of batches(), after
+        # the record problems: malformed records of the source that belong to no item (e.g. a
+        # COCO annotation whose image_id matches no image), as (FILE:RECORD, message).
         self.problems: list[tuple[str, str]] = []
+        self.record_problems: list[tuple[str, str]] = []
         self._index = {id_: i for i, id_ in enumerate(self.ids)}
 
     # -- what a loader implements ----------------------------------------------------------------
@@ -160,13 +164,16 @@ class Dataset:
         return self._collate([id_], [self._item(self._index[id_])])
 
     def batches(self, batch_size: int = 32) -> Iterator[Batch]:
-        """All items in order. Unreadable items are skipped, warned about and added to ``problems``.
+        """All items in order. Unreadable items are skipped, warned about and added to ``problems``
+        (which starts with the ``record_problems``).
 
         Without ``image_size`` a batch also ends where the native image size changes.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.problems = []
+        self.problems = list(self.record_problems)
+        for _, message in self.record_problems:
+            warnings.warn(f"{self.name}: {message}", stacklevel=2)
         for start in range(0, len(self), batch_size):
             indices = list(range(start, min(start + batch_size, len(self))))
             ids, items = [], []

@@ -12,8 +12,13 @@ import contextlib
 import gzip
 import io
 import json
+import math
+import os
+import re
 import tarfile
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import synthetic
 from ._base import ArrayDataset, DataError, Dataset, Item, take, to_pixels
-from ._files import cache_root, locate, roots
+from ._files import DATA_ENV, cache_root, data_root, list_datasets, locate, roots
 
 # -- arrays ------------------------------------------------------------------------------------------
 
@@ -108,7 +113,13 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(
             f"image {path} not found; restore the file or fetch the dataset again"
         ) from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as e:
         raise DataError(
             f"image {path} is corrupt or not an image ({type(e).__name__}: {e}); replace it with "
             "a good copy or delete it from the annotations"
@@ -172,6 +183,374 @@ def load_imagenet50(
 
 
 # -- COCO folders ----------------------------------------------------------------------------------------
+#
+# A COCO file is checked record by record before pycocotools sees it. A whole-file problem (not
+# JSON, not an object with images/annotations/categories lists) is a DataError naming the file.
+# Any other malformed record makes the image it belongs to a per-image failure (it keeps its place
+# in the ids and raises a DataError naming the file, the record and the fix when loaded), or, for
+# a record that belongs to no image (an annotation whose image_id matches no image, an unused
+# malformed category), a record problem of the dataset (``Dataset.record_problems``, reported
+# with the per-image ones in ``Dataset.problems``). Images whose records are fine are unaffected.
+
+MAX_PIXELS = 2**28  # larger than PIL opens by default; pycocotools' RLE strings hold 30-bit runs
+_NOTHING = object()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, str)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _field(record: dict, key: str) -> str:
+    return _show(record[key]) if key in record else "missing"
+
+
+def unsafe_file_name(name: str) -> str | None:
+    """Why ``name`` cannot be a path inside its folder (absolute, '..', empty), or None."""
+    if not name.strip():
+        return "is empty"
+    if "\0" in name:
+        return "contains a NUL character"
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"[A-Za-z]:", posix) or Path(name).is_absolute():
+        return "is an absolute path"
+    if ".." in posix.split("/"):
+        return "climbs out of the folder ('..')"
+    return None
+
+
+def inside(folder: Path, name: str, what: str = "file") -> Path:
+    """``folder / name``, a path that cannot leave ``folder``; DataError if ``name`` would."""
+    why = unsafe_file_name(name)
+    if why is not None:
+        raise DataError(f"{what} {name!r} {why}: data paths must be relative paths inside {folder}")
+    path = folder / name
+    if not os.path.abspath(path).startswith(os.path.join(os.path.abspath(folder), "")):
+        raise DataError(f"{what} {name!r} leaves {folder}: use a relative path inside it")
+    return path
+
+
+def _polygons_problem(polygons: list, height: int | None, width: int | None) -> str | None:
+    if not polygons:
+        return "segmentation is an empty list: give at least one polygon [x1, y1, x2, y2, ...]"
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, list):
+            return f"polygon {k} is {_show(poly)}, not a list of numbers [x1, y1, x2, y2, ...]"
+        if len(poly) < 6 or len(poly) % 2:
+            return (
+                f"polygon {k} has {len(poly)} numbers: a polygon needs an even number of them, at "
+                "least 6 (three x, y points)"
+            )
+        bad = next((v for v in poly if not _is_number(v)), _NOTHING)
+        if bad is not _NOTHING:
+            return f"polygon {k} holds {_show(bad)}: every coordinate must be a finite number"
+        if height is not None and width is not None:
+            xs, ys = poly[0::2], poly[1::2]
+            if min(xs) < -width or max(xs) > 2 * width or min(ys) < -height or max(ys) > 2 * height:
+                return (
+                    f"polygon {k} has points far outside the {width}x{height} (WxH) image (x "
+                    f"{min(xs):g} to {max(xs):g}, y {min(ys):g} to {max(ys):g}): fix the "
+                    "coordinates or the image's width/height"
+                )
+    return None
+
+
+def rle_string_counts(counts: str) -> list[int] | str:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), or why it
+    is not one (a character out of range, a run cut off, a negative run)."""
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x = k = 0
+        more = True
+        while more:
+            if p >= n:
+                return "the compressed RLE string ends in the middle of a run length"
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return f"the compressed RLE string holds {counts[p]!r} (only '0' to 'o' occur)"
+            if k == 6:
+                return "the compressed RLE string holds a run length of more than 30 bits"
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            return f"the compressed RLE string decodes to a negative run length ({x})"
+        runs.append(x)
+    return runs
+
+
+def _rle_problem(rle: dict, height: int | None, width: int | None) -> str | None:
+    size = rle.get("size", _NOTHING)
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size)):
+        shown = "missing" if size is _NOTHING else _show(size)
+        return f"RLE size is {shown}: it must be [height, width], two positive integers"
+    if height is not None and width is not None and size != [height, width]:
+        return (
+            f"RLE size {size} differs from the image record's [height, width] = "
+            f"[{height}, {width}]: fix one of them"
+        )
+    total = size[0] * size[1]
+    counts = rle.get("counts", _NOTHING)
+    if isinstance(counts, list):
+        bad = next((c for c in counts if not _is_int(c) or c < 0), _NOTHING)
+        if bad is not _NOTHING:
+            return f"RLE counts hold {_show(bad)}: run lengths must be non-negative integers"
+        runs = counts
+    elif isinstance(counts, str):
+        runs = rle_string_counts(counts)
+        if isinstance(runs, str):
+            return f"{runs}: re-encode the mask (pycocotools.mask.encode)"
+    else:
+        shown = "missing" if counts is _NOTHING else _show(counts)
+        return (
+            f"RLE counts is {shown}: it must be a list of run lengths or a compressed COCO RLE "
+            "string"
+        )
+    if sum(runs) != total:
+        return (
+            f"RLE run lengths sum to {sum(runs)}, not height * width = {total}: the mask is "
+            "truncated or belongs to another image size"
+        )
+    return None
+
+
+@dataclass
+class _CocoImage:
+    """One image record of a COCO file: its dataset id, its problems, its annotations."""
+
+    id: str
+    label: str  # how messages name the record: images[i] (id ...)
+    record: Any
+    problems: list[str] = field(default_factory=list)
+    annotations: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class CocoCheck:
+    """A COCO file checked record by record (see :func:`check_coco`)."""
+
+    images: list[_CocoImage]  # every image record, in file order
+    categories: list[dict]  # the usable categories, sorted by id
+    record_problems: list[tuple[str, str]]  # (FILE:records[i], message) of records of no image
+
+
+def check_coco(data: Any, source: Path) -> CocoCheck:
+    """Validate a parsed COCO file before pycocotools sees it.
+
+    Whole-file problems raise :class:`DataError` naming ``source``; a malformed image record,
+    annotation or category becomes a problem of the image it belongs to, or a record problem."""
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{source} is not a COCO file: its top level is a {type(data).__name__}, not an "
+            "object with images, annotations and categories; re-export it"
+        )
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise DataError(
+            f"{source} is not a COCO file (needs images, annotations, categories; "
+            f"{', '.join(missing)} missing); re-export it"
+        )
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise DataError(
+                f"{source} is not a COCO file: {key} is a {type(data[key]).__name__}, not a "
+                "list; re-export it"
+            )
+    record_problems: list[tuple[str, str]] = []
+
+    def record_problem(where: str, message: str) -> None:
+        record_problems.append(
+            (f"{source.name}:{where.split(' ')[0]}", f"{source}: {where} {message}")
+        )
+
+    # Categories: an integer id of its own and a name.
+    categories = data["categories"]
+    cat_count = Counter(c["id"] for c in categories if isinstance(c, dict) and _is_int(c.get("id")))
+    usable: dict[int, dict] = {}
+    unusable: dict[int, str] = {}  # integer id -> why its category cannot be used
+    unused: dict[int, list[tuple[str, str]]] = {}  # those of unusable ids no annotation uses
+    for i, cat in enumerate(categories):
+        where = f"categories[{i}]"
+        if not isinstance(cat, dict):
+            why = f"is {_show(cat)}, not a category object with id and name"
+        elif not _is_int(cat.get("id")):
+            why = f"has id {_field(cat, 'id')}: a category id must be an integer"
+        elif cat_count[cat["id"]] > 1:
+            why = f"has id {cat['id']}, which {cat_count[cat['id']]} categories share: give each its own"
+        elif not isinstance(cat.get("name"), str):
+            why = f"has name {_field(cat, 'name')}: a category name must be a string"
+        else:
+            usable[cat["id"]] = cat
+            continue
+        if isinstance(cat, dict) and _is_int(cat.get("id")):
+            unusable.setdefault(cat["id"], f"{where} {why}")
+            unused.setdefault(cat["id"], []).append((where, why))
+        else:
+            record_problem(where, why)
+
+    # Image records: an id of their own, a relative file name of their own, a positive size.
+    records = data["images"]
+    id_count = Counter(r["id"] for r in records if isinstance(r, dict) and _is_id(r.get("id")))
+    name_count = Counter(
+        r["file_name"]
+        for r in records
+        if isinstance(r, dict) and isinstance(r.get("file_name"), str)
+    )
+    images: list[_CocoImage] = []
+    by_id: dict[Any, list[_CocoImage]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            images.append(
+                _CocoImage(
+                    f"images[{i}]",
+                    f"images[{i}]",
+                    rec,
+                    [f"is {_show(rec)}, not an image object with id, file_name, width and height"],
+                )
+            )
+            continue
+        rid, file_name = rec.get("id"), rec.get("file_name")
+        label = f"images[{i}] (id {rid!r})" if _is_id(rid) else f"images[{i}]"
+        image = _CocoImage(
+            file_name if isinstance(file_name, str) and file_name else f"images[{i}]", label, rec
+        )
+        if not _is_id(rid):
+            image.problems.append(
+                f"has id {_field(rec, 'id')}: an image id must be an integer or a string"
+            )
+        elif id_count[rid] > 1:
+            image.problems.append(
+                f"has id {rid!r}, which {id_count[rid]} image records share: give each image its own id"
+            )
+        if not isinstance(file_name, str):
+            image.problems.append(
+                f"has file_name {_field(rec, 'file_name')}: it must be the image's path, relative "
+                "to the folder"
+            )
+        elif (why := unsafe_file_name(file_name)) is not None:
+            image.problems.append(
+                f"has file_name {file_name!r}, which {why}: it must be a relative path inside the "
+                "folder"
+            )
+        elif name_count[file_name] > 1:
+            image.problems.append(
+                f"has file_name {file_name!r}, which {name_count[file_name]} image records share: "
+                "keep one record per image"
+            )
+        sizes_ok = True
+        for key in ("width", "height"):
+            value = rec.get(key)
+            if not (_is_int(value) and value > 0):
+                sizes_ok = False
+                image.problems.append(
+                    f"has {key} {_field(rec, key)}: it must be the image's {key} in pixels, a "
+                    "positive integer"
+                )
+        if sizes_ok and rec["width"] * rec["height"] > MAX_PIXELS:
+            image.problems.append(
+                f"says the image is {rec['width']}x{rec['height']} (WxH), more than the "
+                f"{MAX_PIXELS:,} pixels this harness reads: fix its width/height"
+            )
+        images.append(image)
+        if _is_id(rid):
+            by_id.setdefault(rid, []).append(image)
+
+    # Annotations: each belongs to an image record (by id, compared with its type: 1 is not "1").
+    annotations = data["annotations"]
+    ann_count = Counter(a["id"] for a in annotations if isinstance(a, dict) and _is_id(a.get("id")))
+    for j, ann in enumerate(annotations):
+        where = f"annotations[{j}]"
+        if not isinstance(ann, dict):
+            record_problem(where, f"is {_show(ann)}, not an annotation object")
+            continue
+        if _is_id(ann.get("id")):
+            where += f" (id {ann['id']!r})"
+        image_id = ann.get("image_id")
+        owners = by_id.get(image_id, []) if _is_id(image_id) else []
+        if not owners:
+            record_problem(
+                where,
+                f"has image_id {_field(ann, 'image_id')}, which matches no image record's id "
+                "(ids compare with their type: 1 is not '1'): fix the image_id or add the image",
+            )
+            continue
+        problems = []
+        aid = ann.get("id")
+        if not _is_id(aid):
+            problems.append(
+                f"has id {_field(ann, 'id')}: an annotation id must be an integer or a string"
+            )
+        elif ann_count[aid] > 1:
+            problems.append(
+                f"has id {aid!r}, which {ann_count[aid]} annotations share: give each its own id"
+            )
+        cid = ann.get("category_id")
+        if not _is_int(cid):
+            problems.append(
+                f"has category_id {_field(ann, 'category_id')}: it must be a category's integer id"
+            )
+        elif cid in unusable:
+            unused.pop(cid, None)
+            problems.append(f"has category_id {cid}, whose category is unusable: {unusable[cid]}")
+        elif cid not in usable:
+            problems.append(
+                f"has category_id {cid}, which matches no category: fix it or add the category"
+            )
+        if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+            problems.append(
+                f"has area {_show(ann['area'])}: it must be a non-negative number (or left out)"
+            )
+        rec = owners[0].record
+        height = rec.get("height") if _is_int(rec.get("height")) else None
+        width = rec.get("width") if _is_int(rec.get("width")) else None
+        segmentation = ann.get("segmentation", _NOTHING)
+        if isinstance(segmentation, list):
+            why = _polygons_problem(segmentation, height, width)
+        elif isinstance(segmentation, dict):
+            why = _rle_problem(segmentation, height, width)
+        else:
+            shown = "missing" if segmentation is _NOTHING else _show(segmentation)
+            why = (
+                f"segmentation is {shown}: it must be a list of polygons [[x1, y1, ...], ...] or "
+                "an RLE object {size, counts}"
+            )
+        if why is not None:
+            problems.append(f"has a bad segmentation: {why}")
+        for owner in owners:
+            if problems:
+                owner.problems.append(f"{where} {'; '.join(problems)}")
+            else:
+                owner.annotations.append(ann)
+    for where, why in (problem for problems in unused.values() for problem in problems):
+        record_problem(where, why)
+
+    seen: set[str] = set()
+    for image in images:  # dataset ids are unique; records that share a file name are flagged
+        base, k = image.id, 2
+        while image.id in seen:
+            image.id, k = f"{base}#{k}", k + 1
+        seen.add(image.id)
+    return CocoCheck(images, [usable[c] for c in sorted(usable)], record_problems)
 
 
 def coco_union_mask(
@@ -179,10 +558,24 @@ def coco_union_mask(
 ) -> np.ndarray:
     """Bool [H,W]: the union of pycocotools ``annToMask`` over every annotation of the image
     record ``image`` (crowd ones included); DataError naming ``source`` if a mask's size
-    differs from the record's."""
-    union = np.zeros((image["height"], image["width"]), dtype=bool)
-    for ann in coco.loadAnns(coco.getAnnIds(imgIds=image["id"], iscrowd=None)):
-        m = coco.annToMask(ann).astype(bool)
+    differs from the record's or pycocotools cannot decode an annotation."""
+    try:
+        union = np.zeros((image["height"], image["width"]), dtype=bool)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"], iscrowd=None))
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, MemoryError) as e:
+        raise DataError(
+            f"image record {_show(image)} cannot be read ({type(e).__name__}: {e}): fix it in "
+            f"{source}"
+        ) from e
+    for ann in anns:
+        try:
+            m = coco.annToMask(ann).astype(bool)
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, MemoryError) as e:
+            raise DataError(
+                f"annotation {_show(ann.get('id'))} of image {_show(image.get('file_name'))} "
+                f"cannot be decoded by pycocotools ({type(e).__name__}: {e}): fix its "
+                f"segmentation in {source}"
+            ) from e
         if m.shape != union.shape:
             raise DataError(
                 f"annotation {ann['id']} of image {image['file_name']} is "
@@ -193,37 +586,69 @@ def coco_union_mask(
     return union
 
 
+def folder_name(folder: Path) -> str:
+    """A folder dataset's name: the folder's basename (never its path, so boards and anchors are
+    the same on every machine), with ``-folder`` appended where that names another card."""
+    name = Path(os.path.abspath(folder)).name or "coco-folder"
+    return f"{name}-folder" if name != "coco-folder" and name in list_datasets() else name
+
+
+def default_coco_folder() -> Path | None:
+    """What ``dataset = "coco-folder"`` means without a folder: ``$BENCHMARK_DATA_DIR/coco-folder``,
+    else ``$BENCHMARK_DATA_DIR`` itself if it holds an ``annotations.json``; None without either."""
+    root = data_root()
+    if root is None:
+        return None
+    if (root / "coco-folder").is_dir():
+        return root / "coco-folder"
+    return root if (root / "annotations.json").is_file() else None
+
+
 def load_coco_folder(
     card: dict[str, Any], split: str, data_dir, limit, *, seed=0, annotations=None, **kw
 ) -> Dataset:
-    """A card that lists (and checksums) its files, or a user's folder (``data_dir``) holding the
-    images, or an ``images/`` subfolder, and a COCO json (``annotations``, default
-    ``annotations.json`` or the folder's only ``*.json``)."""
+    """A card that lists (and checksums) its files, or a user's folder (``data_dir``, else
+    :func:`default_coco_folder`) holding the images, or an ``images/`` subfolder, and a COCO json
+    (``annotations``, default ``annotations.json`` or the folder's only ``*.json``)."""
     if card.get("files"):
         annotations_path = locate(card, "annotations", data_dir)[0]
+
+        def locate_image(file_name: str) -> Path:
+            try:
+                return locate(card, f"image:{file_name}", data_dir)[0]
+            except KeyError as e:
+                raise DataError(
+                    f"{file_name!r} is not among the files datasets/{card['name']}.toml lists "
+                    f"(and checksums): add it to the card or remove its record from "
+                    f"{annotations_path}"
+                ) from e
+
         return load_coco(
-            card,
-            split,
-            annotations_path,
-            annotations_path.parent,
-            limit,
-            lambda file_name: locate(card, f"image:{file_name}", data_dir)[0],
-            **kw,
+            card, split, annotations_path, annotations_path.parent, limit, locate_image, **kw
         )
     if data_dir is None:
-        raise ValueError(
-            "coco-folder needs the folder: load_dataset('coco-folder', data_dir=FOLDER) "
-            "(FOLDER holds the images, or an images/ subfolder, and a COCO json)"
+        data_dir = default_coco_folder()
+    if data_dir is None:
+        where = (
+            f"{DATA_ENV} is not set"
+            if data_root() is None
+            else (f"{data_root()} has no coco-folder/ and no annotations.json")
+        )
+        raise DataError(
+            "coco-folder needs the folder: load_dataset('coco-folder', data_dir=FOLDER), "
+            f"load_dataset('path/to/FOLDER'), or ${DATA_ENV}/coco-folder/ ({where}); FOLDER holds "
+            "the images, or an images/ subfolder, and a COCO json"
         )
     annotations_path = _find_annotations(data_dir, annotations)
     image_dir = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
 
     def resolve(file_name: str) -> Path:  # file names may carry their folder (labelme, CVAT)
-        direct = annotations_path.parent / file_name
-        return direct if direct.is_file() else image_dir / file_name
+        direct = inside(annotations_path.parent, file_name, "file_name")
+        return direct if direct.is_file() else inside(image_dir, file_name, "file_name")
 
-    card = card | {"folder": str(data_dir)}
-    return load_coco(card, split, annotations_path, image_dir, limit, resolve, **kw)
+    name = folder_name(data_dir)
+    card = card | {"folder": name}
+    return load_coco(card, split, annotations_path, image_dir, limit, resolve, name=name, **kw)
 
 
 def _find_annotations(folder: Path, annotations: str | Path | None) -> Path:
@@ -244,6 +669,44 @@ def _find_annotations(folder: Path, annotations: str | Path | None) -> Path:
     return candidates[0]
 
 
+class CocoDataset(FileDataset):
+    """The images of a checked COCO file: a record with problems fails alone, when loaded."""
+
+    def __init__(self, name, split, check: CocoCheck, entries, coco, source, **kw) -> None:
+        super().__init__(name, split, [e.id for e in entries], **kw)
+        self.entries, self.coco, self.source = entries, coco, source
+        self.record_problems = list(check.record_problems)
+
+    def known_problems(self) -> list[tuple[str, str]]:
+        """The problems found in the annotation file alone (without reading any image)."""
+        return self.record_problems + [(e.id, self._message(e)) for e in self.entries if e.problems]
+
+    def _message(self, entry: _CocoImage) -> str:
+        return (
+            f"{self.source}: image record {entry.label} {'; '.join(entry.problems)} (fix the "
+            f"record or its annotations in {self.source.name}, or remove the image)"
+        )
+
+    def _item(self, index: int) -> Item:
+        entry = self.entries[index]
+        if entry.problems:
+            raise DataError(self._message(entry))
+        try:
+            path = self.resolve(index)
+            image = read_image(path)
+        except DataError as e:
+            raise DataError(f"{e} (image record {entry.label} in {self.source})") from e
+        record = entry.record
+        if image.shape[:2] != (record["height"], record["width"]):
+            raise DataError(
+                f"mask of {path} is {record['width']}x{record['height']} (WxH, as image record "
+                f"{entry.label} says) but the image is {image.shape[1]}x{image.shape[0]}: fix the "
+                f"record's width/height in {self.source} (or the image)"
+            )
+        mask = coco_union_mask(self.coco, record, self.source)
+        return Item(to_pixels(image), self.labels[index], torch.from_numpy(mask.astype(bool)))
+
+
 def load_coco(
     card: dict[str, Any],
     split: str,
@@ -251,58 +714,64 @@ def load_coco(
     image_dir: Path,
     limit,
     resolve_image: Callable[[str], Path] | None = None,
+    *,
+    name: str | None = None,
     **kw,
 ) -> Dataset:
     """Images listed in a COCO ``annotations`` file, read from ``image_dir`` (or through
-    ``resolve_image(file_name)``, which verifies a card's files). Mask: :func:`coco_union_mask`;
-    label: the category of the image's largest annotation, as an index into the categories
-    sorted by id (their ids: ``card["category_ids"]``)."""
+    ``resolve_image(file_name)``, which verifies a card's files), checked by :func:`check_coco`.
+    Mask: :func:`coco_union_mask`; label: the category of the image's largest annotation, as an
+    index into the categories sorted by id (their ids: ``card["category_ids"]``)."""
     from pycocotools.coco import COCO
 
     try:
-        with open(annotations) as f:
+        with open(annotations, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError as e:
         raise DataError(
             f"COCO annotation file {annotations} not found: a coco-folder needs images plus one "
             "COCO json (labelme and CVAT export it); pass its path with annotations=..."
         ) from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise DataError(f"{annotations} is not valid JSON ({e}); re-export it") from e
-    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
-        raise DataError(f"{annotations} is not a COCO file (needs images, annotations, categories)")
+    except OSError as e:
+        raise DataError(f"cannot read COCO annotation file {annotations} ({e})") from e
+    check = check_coco(data, annotations)
+    good = [im for im in check.images if not im.problems]
     coco = COCO()
-    coco.dataset = data
+    coco.dataset = {
+        "images": [im.record for im in good],
+        "annotations": [a for im in good for a in im.annotations],
+        "categories": check.categories,
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco.createIndex()
-    categories = sorted(data["categories"], key=lambda c: c["id"])
-    class_of = {c["id"]: i for i, c in enumerate(categories)}
-    images = sorted(data["images"], key=lambda im: im["file_name"])
-    images = take(images, limit)
-    resolve_image = resolve_image or (lambda file_name: image_dir / file_name)
+    class_of = {c["id"]: i for i, c in enumerate(check.categories)}
+    entries = take(sorted(check.images, key=lambda im: im.id), limit)
+    resolve_image = resolve_image or (lambda file_name: inside(image_dir, file_name, "file_name"))
 
-    def annotations_of(image: dict) -> list[dict]:
-        return coco.loadAnns(coco.getAnnIds(imgIds=image["id"], iscrowd=None))
-
-    def label(image: dict) -> int:
-        anns = annotations_of(image)
+    def label(image: _CocoImage) -> int:
+        anns = [] if image.problems else image.annotations
         return class_of[max(anns, key=lambda a: a.get("area", 0))["category_id"]] if anns else -1
 
-    ids = [im["file_name"] for im in images]
     card = card | {
-        "categories": categories,
+        "categories": check.categories,
         "category_ids": {
-            im["file_name"]: sorted({a["category_id"] for a in annotations_of(im)}) for im in images
+            im.id: [] if im.problems else sorted({a["category_id"] for a in im.annotations})
+            for im in entries
         },
     }
-    return FileDataset(
-        card["name"],
+    return CocoDataset(
+        name or card["name"],
         split,
-        ids,
-        lambda i: resolve_image(ids[i]),
-        [label(im) for im in images],
-        [c["name"] for c in categories],
-        lambda i: coco_union_mask(coco, images[i], annotations),
+        check,
+        entries,
+        coco,
+        annotations,
+        resolve=lambda i: resolve_image(entries[i].record["file_name"]),
+        labels=[label(im) for im in entries],
+        class_names=[c["name"] for c in check.categories],
+        mask_fn=lambda i: None,  # masks come from coco_union_mask in _item
         card=card,
         **kw,
     )
