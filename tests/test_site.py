@@ -53,3 +53,40 @@ def test_curve_scores_become_an_svg_plot_with_a_line_per_explainer_and_order():
     assert svg.startswith("<svg") and svg.count("<polyline") == 4
     assert "a morf" in svg and "b lerf" in svg and 'stroke-dasharray="4 2"' in svg
     assert _curves("miou", {"top10": {"a": {"i1": 1.0}}}, ["a"]) == []
+
+
+def test_sorting_in_a_real_browser(tmp_path, data_dir):
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium
+
+    _store(tmp_path)
+    assert (
+        main(["site", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "web")]) == 0
+    )
+    driver = chromium()
+    try:
+        driver.get((tmp_path / "web" / "site.html").as_uri())
+        table = driver.find_element(By.TAG_NAME, "table")
+        headings = table.find_elements(By.CSS_SELECTOR, "th.sortable")
+
+        def column(index):
+            rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+            return [
+                r.find_elements(By.TAG_NAME, "td")[index].get_attribute("data-value") for r in rows
+            ]
+
+        headings[0].click()  # by explainer name, descending
+        names = column(0)
+        assert names == sorted(names, reverse=True)
+        runtime = len(headings) - 1
+        headings[runtime].click()  # by runtime, descending
+        seconds = [float(v) for v in column(runtime)]
+        assert seconds == sorted(seconds, reverse=True)
+        headings[runtime].click()  # again: ascending
+        assert [float(v) for v in column(runtime)] == sorted(seconds)
+        cell = table.find_elements(By.CSS_SELECTOR, "tbody td")[1]
+        assert "95% CI" in cell.get_attribute("title")
+        driver.save_screenshot(str(tmp_path / "site.png"))
+    finally:
+        driver.quit()
