@@ -234,6 +234,32 @@ def add_site(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="site", help="output folder (default site/)")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the page to upload an image and compare explanations (localhost by default)."""
+    from benchmark.serve import serve
+
+    if args.data_dir:
+        from benchmark.data._files import DATA_ENV
+
+        os.environ[DATA_ENV] = str(Path(args.data_dir).expanduser().resolve())
+    serve(args.store, args.host, args.port, args.device, args.model or [])
+    return 0
+
+
+def add_serve(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``serve``."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--store", default="results/benchmark.sqlite", help="SQLite results store")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--data-dir", default=None, help="local data folder (as for run)")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="NAME=WEIGHTS: also offer timm model NAME with a local checkpoint (repeatable)",
+    )
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     """Maintain the results store: ``gc`` deletes what no suite's board shows."""
     from benchmark.store import ResultsStore
@@ -262,6 +288,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable, str]] =
     "ls": (cmd_ls, add_ls, "list explainers, metrics, models or suites"),
     "store": (cmd_store, add_store, "maintain the results store (gc)"),
     "site": (cmd_site, add_site, "write the leaderboards as a static site"),
+    "serve": (cmd_serve, add_serve, "a local page to upload an image and compare explanations"),
     "train": (cmd_train, add_train_arguments, "train a small CNN on a dataset (cached)"),
 }
 

@@ -51,6 +51,9 @@ def match_strictly(
     names = list(names)
     if isinstance(patterns, str):
         patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    patterns = list(patterns)
+    if not patterns:  # an explicitly empty list selects nothing (e.g. explain without metrics)
+        return []
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ValueError(f"{where}: {kind} pattern {pattern!r} is not a string")

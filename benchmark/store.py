@@ -88,7 +88,8 @@ class StoreError(RuntimeError):
 
 class ResultsStore:
     """The SQLite results store at ``path``; ``readonly`` opens an existing one for rendering
-    (a read-only file or folder works)."""
+    (a read-only file or folder works). One object may move between threads (the web page's
+    server thread) but must not be used by two at once; processes each open their own."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -100,11 +101,15 @@ class ResultsStore:
                         f"no results store at {self.path}: run `python -m benchmark run` first"
                     )
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+                self.db = sqlite3.connect(
+                    uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False
+                )
                 self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self.db = sqlite3.connect(
+                    self.path, timeout=60, isolation_level=None, check_same_thread=False
+                )
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA busy_timeout=60000")
                 self.db.executescript(SCHEMA)
