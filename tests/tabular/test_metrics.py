@@ -14,7 +14,12 @@ METRICS = registry.names()
 
 
 def test_the_registry_discovers_every_module():
-    assert set(METRICS) >= {"deletion", "insertion", "faithfulness_correlation", "agreement"}
+    assert set(METRICS) >= {
+        "feature_deletion",
+        "feature_insertion",
+        "faithfulness_correlation",
+        "agreement",
+    }
     for name in METRICS:
         module = __import__(registry.entry(name).module, fromlist=["_"])
         assert "Definition." in module.__doc__, name
@@ -77,10 +82,10 @@ def test_removal_curves_on_a_linear_output_follow_the_closed_form():
     assert np.allclose(insertion, f_z[:, None] + cumulative, atol=1e-10)
     assert np.allclose(area(np.array([[1.0, 0.5, 0.0]])), 0.5)
     # The true attributions beat their reverse ordering on every row.
-    scores = create_metric("deletion", draws=draws)(
+    scores = create_metric("feature_deletion", draws=draws)(
         model=model, rows=rows, targets=targets, attributions=phi
     )["deletion_auc"]
-    worse = create_metric("deletion", draws=draws)(
+    worse = create_metric("feature_deletion", draws=draws)(
         model=model, rows=rows, targets=targets, attributions=-phi
     )["deletion_auc"]
     assert (scores < worse).all()

@@ -1,6 +1,7 @@
-"""Feature-removal curves: deletion and insertion over features (the tabular form of Petsiuk et
-al., BMVC 2018, https://arxiv.org/abs/1806.07421; OpenXAI's prediction-gap metrics, Agarwal et al.
-2022, measure the same removals at fixed k).
+"""Feature-removal curves over features, ``feature_deletion`` and ``feature_insertion`` (named
+apart from the image metrics ``deletion`` / ``insertion`` that share the board): the tabular form
+of Petsiuk et al., BMVC 2018, https://arxiv.org/abs/1806.07421; OpenXAI's prediction-gap metrics
+(Agarwal et al. 2022) measure the same removals at a fixed k.
 
 Definition. Rank the F features of row x by attribution a, highest first (ties broken by a
 permutation seeded by the row). Draw m background rows z_1..z_m (with replacement, seeded by the
@@ -59,7 +60,7 @@ class _Removal(TabularMetric):
         return (n_features + 1) * self.draws
 
 
-@register_metric("deletion", tags=("faithfulness",))
+@register_metric("feature_deletion", tags=("faithfulness",))
 @dataclass
 class Deletion(_Removal):
     """Area under the deletion curve over features (lower is better)."""
@@ -73,7 +74,7 @@ class Deletion(_Removal):
         return {"deletion_auc": area(curves)}
 
 
-@register_metric("insertion", tags=("faithfulness",))
+@register_metric("feature_insertion", tags=("faithfulness",))
 @dataclass
 class Insertion(_Removal):
     """Area under the insertion curve over features (higher is better)."""
