@@ -17,7 +17,7 @@ def test_the_registry_discovers_every_module():
     assert set(METRICS) >= {
         "feature_deletion",
         "feature_insertion",
-        "faithfulness_correlation",
+        "feature_faithfulness_correlation",
         "agreement",
     }
     for name in METRICS:
@@ -97,9 +97,9 @@ def test_faithfulness_correlation_is_one_for_exact_shapley_values_with_the_mean_
     targets = np.arange(5) % 2
     phi = model.shapley(rows, targets)
     kw = {"model": model, "rows": rows, "targets": targets}
-    mean = create_metric("faithfulness_correlation", baseline="mean", subset_size=2)
+    mean = create_metric("feature_faithfulness_correlation", baseline="mean", subset_size=2)
     assert np.allclose(mean(**kw, attributions=phi)["faithfulness_correlation"], 1, atol=1e-12)
-    drawn = create_metric("faithfulness_correlation", subset_size=2)
+    drawn = create_metric("feature_faithfulness_correlation", subset_size=2)
     truth = drawn(**kw, attributions=phi)["faithfulness_correlation"]
     noise = create_explainer("random").explain(model, rows, targets)
     assert truth.mean() > 0.5 > drawn(**kw, attributions=noise)["faithfulness_correlation"].mean()

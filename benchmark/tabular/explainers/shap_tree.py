@@ -85,6 +85,8 @@ class ShapTreePath(_Tree):
 
     def supports(self, model):
         estimator = getattr(model, "estimator", None)
+        if estimator is None or "tree" not in model.tags:
+            return "not a tree ensemble"
         if (
             hasattr(estimator, "predict_proba")
             and type(estimator).__name__ not in _RAW_IS_PROBABILITY

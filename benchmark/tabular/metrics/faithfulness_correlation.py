@@ -1,4 +1,5 @@
-"""Faithfulness correlation (Bhatt, Weller and Moura, IJCAI 2020, https://arxiv.org/abs/2005.00631).
+"""Faithfulness correlation over features, ``feature_faithfulness_correlation`` (apart from the image
+metric of the same family): Bhatt, Weller and Moura, IJCAI 2020, https://arxiv.org/abs/2005.00631.
 
 Definition. For row x with target t and attributions a, draw n random subsets S_1..S_n of
 ``subset_size`` features (seeded by the row) and, for each, a baseline z_s: a background row drawn
@@ -19,7 +20,7 @@ from benchmark.tabular import row_seeds
 from benchmark.tabular.metrics import TabularMetric, register_metric, target_outputs
 
 
-@register_metric("faithfulness_correlation", tags=("faithfulness",))
+@register_metric("feature_faithfulness_correlation", tags=("faithfulness",))
 @dataclass
 class FaithfulnessCorrelation(TabularMetric):
     """Pearson correlation of subset attribution sums with the output drop when the subset goes."""
