@@ -60,10 +60,12 @@ def test_the_cards_format_picks_the_loader(monkeypatch):
 
 def test_data_list_skips_the_cards_that_say_opt_in(capsys):
     opt_in = {n for n in list_datasets() if read_card(n).get("opt_in")}
-    assert opt_in == {"voc2012-val", "coco-folder"}  # a 2 GB download; a template for a folder
+    assert opt_in == {"voc2012-val"}  # a 2 GB download
     assert data_main(["list"]) == 0
-    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
-    assert listed == set(list_datasets()) - opt_in
+    lines = capsys.readouterr().out.splitlines()
+    assert {line.split()[0] for line in lines} == set(list_datasets()) - opt_in
+    (own,) = [line for line in lines if line.startswith("coco-folder")]
+    assert "bring your own data" in own and "verify FOLDER" in own  # the way to use a folder
     assert data_main(["list", "voc2012-val"]) == 0  # named: listed
     assert capsys.readouterr().out.startswith("voc2012-val")
 
