@@ -210,9 +210,7 @@ def run_tabular(
                 continue
             result = attribute(name)
             if isinstance(result, str):
-                summary.skipped.append(
-                    f"{table.name}/{model_name}: {name} does not apply: {result}"
-                )
+                summary.skipped.append(f"{table.name}/{model_name}: {result}")
                 continue
             values, seconds = result
             cell = functools.partial(Cell, suite.name, table.name, model_name, name)
@@ -246,12 +244,57 @@ def run_tabular(
     return summary
 
 
+def plot_suite(
+    suite_name: str,
+    out_dir: str | Path,
+    *,
+    class_name: str | None = None,
+    rows: int | None = None,
+    data_dir: str | None = None,
+) -> list[Path]:
+    """The seed study's beeswarm and summary plots of every applicable (model, explainer) of the
+    suite, every row explained for one class (``class_name``; default: the table's last class,
+    pathological for fetal-health), so a plot never mixes classes."""
+    from benchmark.tabular.plots import plot_attributions
+
+    suite = load_tabular_suite(suite_name)
+    table = load_table(suite.dataset, data_dir)
+    x = table.split(suite.seed).part("test")[0][: rows or suite.rows]
+    name = class_name or table.class_names[-1]
+    if name not in table.class_names:
+        raise ValueError(f"no class {name!r}; classes: {', '.join(table.class_names)}")
+    targets = np.full(len(x), table.class_names.index(name))
+    paths = []
+    for model_name in suite.models:
+        model = train_model(model_name, suite.dataset, suite.seed, data_dir)
+        for explainer_name in explainer_registry.list(suite.explainers):
+            explainer = _create(
+                explainer_registry, explainer_name, suite.explainer_params, suite.seed
+            )
+            if explainer.supports(model):
+                continue
+            values = explainer.explain(model, x, targets)
+            paths += plot_attributions(
+                out_dir,
+                model_name,
+                explainer_name,
+                x,
+                values,
+                table.feature_names,
+                name,
+                seed=suite.seed,
+            )
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.tabular.run", description=__doc__)
     parser.add_argument("--suite", default="seed-fetal-health")
     parser.add_argument("--store", default="results/benchmark.sqlite")
     parser.add_argument("--rows", type=int, default=None, help="test rows (default: the suite's)")
     parser.add_argument("--board", default=None, help="write the rendered board to this file")
+    parser.add_argument("--plots", default=None, help="write beeswarm and summary plots here")
+    parser.add_argument("--plot-class", default=None, help="the class the plots explain")
     args = parser.parse_args(argv)
     from benchmark import leaderboard
 
@@ -265,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  n/a: {line}")
     if args.board:
         Path(args.board).write_text(leaderboard.render(store, load_tabular_suite(args.suite).name))
+    if args.plots:
+        paths = plot_suite(args.suite, args.plots, class_name=args.plot_class, rows=args.rows)
+        print(f"{len(paths)} plots in {args.plots}")
     return 0
 
 

@@ -78,3 +78,20 @@ def test_a_run_writes_per_row_scores_the_board_renders(tmp_path, data_dir):
     path.write_text(SUITE.replace("num_samples = 100", "num_samples = 120"))
     third = run_tabular(str(path), store, log=lambda _: None)
     assert third.scores == 4 * 5 and third.cached == 3 * 4 * 5
+
+
+def test_plot_suite_draws_each_applicable_pair_for_one_class(tmp_path, data_dir):
+    from benchmark.tabular.run import plot_suite
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        SUITE.replace('["random", "shap_tree_*", "lime"]', '["random", "shap_tree_path"]')
+    )
+    paths = plot_suite(str(path), tmp_path / "plots", rows=8)
+    assert sorted(p.name for p in paths) == [
+        f"random_forest--{e}--pathological--{k}.png"
+        for e in ("random", "shap_tree_path")
+        for k in ("beeswarm", "summary")
+    ]
+    with pytest.raises(ValueError, match="classes: normal, suspect, pathological"):
+        plot_suite(str(path), tmp_path / "plots", class_name="sick")
