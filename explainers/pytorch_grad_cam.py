@@ -115,6 +115,9 @@ class _Spec:
     fast_params: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ("gradient",)
     cost: Any = 2  # int, or a function of the plugin instance
+    # second derivatives: timm's fused attention (scaled_dot_product_attention) has none on CPU,
+    # so attention runs unfused for the call (the same function, computed step by step)
+    double_backward: bool = False
 
     def cost_of(self, plugin) -> int:
         return int(self.cost(plugin) if callable(self.cost) else self.cost)
@@ -142,7 +145,8 @@ _SPECS = {
             2 + min(NOMINAL_CHANNELS, round(2 * p.ratio_channels_to_ablate * NOMINAL_CHANNELS))
         ),
     ),
-    "ShapleyCAM": _Spec(cost=3),  # forward, backward with graph, Hessian-vector product
+    # forward, backward with graph, Hessian-vector product
+    "ShapleyCAM": _Spec(cost=3, double_backward=True),
     "FullGrad": _Spec(tags=("gradient", "full-gradient")),
 }
 
@@ -224,13 +228,30 @@ def _quiet(library_class: type):
 
 
 @contextlib.contextmanager
+def _unfused_attention(net: nn.Module, active: bool):
+    """Switch timm's fused attention off (``fused_attn = False``) for the call, then restore it."""
+    switched = [m for m in net.modules() if active and getattr(m, "fused_attn", False) is True]
+    for module in switched:
+        module.fused_attn = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.fused_attn = True
+
+
+@contextlib.contextmanager
 def _released(*cams):
     """Release the library's hooks however the call ends (never swallowing an exception)."""
     try:
         yield
     finally:
         for cam in cams:
-            cam.activations_and_grads.release()
+            hooks = cam.activations_and_grads
+            # dropped, not detach_()ed in place as the library's release() does: that fails on
+            # views (Swin's permuted map, some gradients) for CAMs that keep the graph (ShapleyCAM)
+            hooks.activations, hooks.gradients = [], []
+            hooks.release()
 
 
 def _feature_layer_reason(model) -> str | None:
@@ -295,6 +316,7 @@ class _PgcExplainer(Explainer):
             with (
                 _released(cam),
                 _quiet(self.library_class),
+                _unfused_attention(model.net, self.spec.double_backward),
                 torch.enable_grad(),
                 np.errstate(divide="ignore", invalid="ignore"),
             ):

@@ -173,6 +173,28 @@ def _densenet() -> nn.Module:
     return DenseNet(growth_rate=4, block_config=(2, 2), bn_size=2, num_classes=5)
 
 
+def _vit() -> nn.Module:
+    """timm's test_vit at 64 px: a class-token head (not CAM-able), a 4x4 patch grid."""
+    import timm
+
+    return timm.create_model("test_vit", num_classes=5, img_size=64)
+
+
+def _swin() -> nn.Module:
+    """A two-stage Swin at 32 px: NHWC ``forward_features`` (4x4 grid, 32 channels), GAP + linear."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(
+        img_size=32,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 1),
+        num_heads=(1, 1),
+        num_classes=5,
+    )
+
+
 def _hooked() -> TinyModel:
     """A plain user module: the feature layer is found by name through a forward hook."""
     torch.manual_seed(0)
@@ -204,4 +226,6 @@ TINY_MODELS: dict[str, Callable[[], TinyModel]] = {
     "timm_densenet": _timm(_densenet, (3, 32, 32), True),
     "hooked_sequential": _hooked,
     "cnn_gap": _cnn_gap,
+    "timm_vit": _timm(_vit, (3, 64, 64), False),
+    "timm_swin": _timm(_swin, (3, 32, 32), True),
 }
