@@ -187,6 +187,13 @@ def run_tabular(
                     attributions[name] = str(e)
             return attributions[name]
 
+        applicable = {}
+        for metric_name, metric in metrics.items():
+            reason = metric.supports(model)
+            if reason:
+                summary.skipped.append(f"{table.name}/{model_name}: {metric_name}: {reason}")
+            else:
+                applicable[metric_name] = metric
         for name, explainer in explainers.items():
             identity = (model_key, name, explainer.version, explainer.params())
             keys = {
@@ -196,7 +203,7 @@ def run_tabular(
                     )
                     for row_id, t in zip(ids, targets, strict=True)
                 ]
-                for metric_name, m in metrics.items()
+                for metric_name, m in applicable.items()
             }
             keys[RUNTIME] = [
                 key_of(RUNTIME, *identity, row_id, int(t))
@@ -218,7 +225,7 @@ def run_tabular(
                 (key, cell(RUNTIME, row_id), {"seconds": seconds})
                 for key, row_id in zip(keys[RUNTIME], ids, strict=True)
             ]
-            for metric_name, metric in metrics.items():
+            for metric_name, metric in applicable.items():
                 reference = None
                 if metric.needs_reference:
                     ref = attribute(metric.reference)

@@ -56,11 +56,16 @@ def independent_table(n: int, n_features: int, seed: int = 0) -> np.ndarray:
 def linear_model(
     n_features: int = 4, n_classes: int = 2, background_size: int = 100, seed: int = 0
 ) -> LinearModel:
-    """A :class:`LinearModel` with seeded weights (some negative) and independent background."""
+    """A :class:`LinearModel` with seeded weights (some negative) and an antithetic background of
+    independent features."""
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=(n_classes, n_features))
     bias = rng.normal(size=n_classes)
-    return LinearModel(weights, bias, independent_table(background_size, n_features, seed + 1))
+    # Antithetic background (z_1, -z_1, z_2, -z_2, ...): every even-sized prefix has mean 0, so
+    # the closed form is w * x whichever ``background_size`` an explainer uses.
+    half = independent_table((background_size + 1) // 2, n_features, seed + 1)
+    background = np.stack([half, -half], axis=1).reshape(-1, n_features)[:background_size]
+    return LinearModel(weights, bias, background)
 
 
 __all__ = ["LinearModel", "independent_table", "linear_model"]

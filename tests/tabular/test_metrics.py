@@ -34,6 +34,12 @@ def test_contract(name, tiny_model):
     reference = create_explainer("random", seed=1).explain(tiny_model, rows, targets)
     kw = {"model": tiny_model, "rows": rows, "targets": targets, "attributions": attributions}
     kw["reference"] = reference if metric.needs_reference else None
+    reason = metric.supports(tiny_model)
+    if reason:  # only ground-truth metrics may refuse, and only models without a closed form
+        assert "ground-truth" in registry.entry(name).tags and tiny_model.name != "linear"
+        with pytest.raises(ValueError, match="unknown"):
+            metric(**kw)
+        return
     scores = metric(**kw)
     assert set(scores) == set(metric.higher_is_better)
     for values in scores.values():
@@ -81,14 +87,20 @@ def test_removal_curves_on_a_linear_output_follow_the_closed_form():
     f_z = fx - cumulative[:, -1]  # mean_j f(z_j)
     assert np.allclose(insertion, f_z[:, None] + cumulative, atol=1e-10)
     assert np.allclose(area(np.array([[1.0, 0.5, 0.0]])), 0.5)
-    # The true attributions beat their reverse ordering on every row.
-    scores = create_metric("feature_deletion", draws=draws)(
-        model=model, rows=rows, targets=targets, attributions=phi
-    )["deletion_auc"]
-    worse = create_metric("feature_deletion", draws=draws)(
-        model=model, rows=rows, targets=targets, attributions=-phi
-    )["deletion_auc"]
-    assert (scores < worse).all()
+    # Ranking by the realised gains w (x - zbar) makes D(k) pointwise minimal, so its AUC is at
+    # most that of any other ranking (the true Shapley values, their reverse, noise).
+    deletion_metric = create_metric("feature_deletion", draws=draws)
+
+    def auc(a):
+        return deletion_metric(model=model, rows=rows, targets=targets, attributions=a)[
+            "deletion_auc"
+        ]
+
+    best = auc(w * (rows - zbar))
+    noise = create_explainer("random").explain(model, rows, targets)
+    for other in (phi, -phi, noise):
+        assert (best <= auc(other) + 1e-12).all()
+    assert (best < auc(-w * (rows - zbar))).all()
 
 
 def test_faithfulness_correlation_is_one_for_exact_shapley_values_with_the_mean_baseline():
@@ -140,3 +152,29 @@ def test_agreement_by_hand():
             targets=np.zeros(1, dtype=np.int64),
             attributions=np.ones((1, 3)),
         )
+
+
+def test_ground_truth_recovery_scores_exact_shapley_values_perfectly():
+    model = linear_model(n_features=6, n_classes=2, background_size=40)
+    assert np.allclose(model.background[:10].mean(0), 0)  # antithetic: prefixes have mean 0
+    rows = independent_table(5, 6, seed=5)
+    targets = np.arange(5) % 2
+    truth = model.weights[targets] * rows  # w * (x - E_B x) with E_B x = 0
+    metric = create_metric("ground_truth_recovery", k=3)
+    kw = {"model": model, "rows": rows, "targets": targets}
+    exact = metric(**kw, attributions=truth)
+    assert np.allclose(exact["relative_error"], 0) and (exact["truth_feature_agreement"] == 1).all()
+    kernel = create_explainer("shap_kernel", nsamples=64, background_size=10)
+    recovered = metric(**kw, attributions=kernel.explain(model, rows, targets))
+    assert recovered["relative_error"].max() < 1e-9  # 2^6 - 2 = 62 coalitions: exact
+    noise = metric(**kw, attributions=create_explainer("random").explain(model, rows, targets))
+    assert noise["relative_error"].mean() > 0.5
+    flipped = metric(**kw, attributions=-truth)
+    assert (
+        np.allclose(flipped["relative_error"], 2) and (flipped["truth_sign_agreement"] == 0).all()
+    )
+
+
+def test_ground_truth_recovery_is_not_applicable_without_a_closed_form(tiny_model):
+    reason = create_metric("ground_truth_recovery").supports(tiny_model)
+    assert (reason is None) == (tiny_model.name == "linear")

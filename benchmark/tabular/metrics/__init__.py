@@ -79,6 +79,10 @@ class TabularMetric:
     def score(self, *, model, rows, targets, attributions, reference) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def supports(self, model) -> str | None:
+        """None if the metric can score attributions of ``model``, else why not (shown as n/a)."""
+        return None
+
     def cost(self, n_features: int) -> int:
         """Model evaluations (rows passed through the model) per scored row."""
         raise NotImplementedError(f"metric {self.name!r} does not declare its cost()")
