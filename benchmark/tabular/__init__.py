@@ -4,7 +4,11 @@
 * :mod:`benchmark.tabular.models`: seeded scikit-learn classifiers with test accuracy and F1;
 * :mod:`benchmark.tabular.explainers`: one contract, ``explain(model, rows [B,F], targets [B])
   -> attributions [B,F]`` float64, for the target class's output (probability);
-* :mod:`benchmark.tabular.metrics`: per-row scores of attributions (faithfulness, agreement).
+* :mod:`benchmark.tabular.metrics`: per-row scores of attributions (feature removal,
+  faithfulness correlation, agreement between explainers, ground-truth recovery);
+* :mod:`benchmark.tabular.synthetic`: a linear model whose Shapley values have a closed form;
+* :mod:`benchmark.tabular.run`: a tabular suite (``suites/*.toml``) into the results store,
+  rendered by the existing leaderboard; :mod:`benchmark.tabular.plots`: beeswarm / summary plots.
 
 Randomised steps are seeded from a ``seed`` field and each row's content (:func:`row_seeds`), so a
 row gets the same attributions and scores alone or in any batch.
