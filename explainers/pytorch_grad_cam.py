@@ -47,10 +47,12 @@ Not registered, with the reason (``EXCLUDED``; tested):
 * The wrappers that are not ``BaseCAM`` subclasses: ``FinerCAM`` is registered as
   ``pgc_finercam`` (on raw Grad-CAM, comparison classes per image from the given target);
   ``RefineCAM`` multiplies per-layer CAMs of several layers (the adapter exposes one feature
-  layer, and each factor is min-max scaled by the library, so no raw scale exists); ``SESS``
-  fuses min-max-scaled CAMs of dozens of resized patches per image (each patch needs its own
-  forward/backward: hundreds of evaluations per image at its defaults) and blurs the result: not
-  registered yet. ``GuidedBackpropReLUModel`` (one image at a time, replaces ReLUs) and
+  layer, and each factor is min-max scaled by the library, so no raw scale exists), not
+  registered; ``SESS`` is registered as ``pgc_sess``: it fuses the library's min-max-scaled
+  Grad-CAMs of sliding-window patches at ``num_scales`` scales (the scaling of each patch map is
+  part of the method), weighted by the patches' target probabilities, and blurs the fused map;
+  the plugin returns that fused map without SESS's final min-max scaling (122 patches, 366
+  evaluations, per 224 px image at its defaults). ``GuidedBackpropReLUModel`` (one image at a time, replaces ReLUs) and
   ``DeepFeatureFactorization`` (concepts, not a map of a target) are not CAMs.
 """
 
@@ -94,16 +96,15 @@ _CITATIONS = {
     "GradCAMPlusPlus": "Chattopadhyay et al., WACV 2018, https://arxiv.org/abs/1710.11063",
     "XGradCAM": "Fu et al., BMVC 2020, https://arxiv.org/abs/2008.02312",
     "HiResCAM": "Draelos & Carin, 2020, https://arxiv.org/abs/2011.08891",
-    "GradCAMElementWise": "pytorch-grad-cam's element-wise Grad-CAM (ReLU of grads x activations)",
+    "GradCAMElementWise": "the library's variant: ReLU of grads x activations, element-wise",
     "LayerCAM": "Jiang et al., IEEE TIP 2021, https://ieeexplore.ieee.org/document/9462463",
     "SegEigenCAM": "Chung & Ying, Applied Sciences 2025, https://doi.org/10.3390/app15137562",
     "ShapleyCAM": "Cai, 2025, https://arxiv.org/abs/2501.06261",
     "ScoreCAM": "Wang et al., CVPR-W 2020, https://arxiv.org/abs/1910.01279",
-    "AblationCAM": "Desai & Ramaswamy, WACV 2020, https://openaccess.thecvf.com/content_WACV_2020/"
-    "papers/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_"
-    "Gradient-free_Localization_WACV_2020_paper.pdf",
+    "AblationCAM": "Desai & Ramaswamy, Ablation-CAM, WACV 2020",
     "FullGrad": "Srinivas & Fleuret, NeurIPS 2019, https://arxiv.org/abs/1905.00780",
     "FinerCAM": "Zhang et al., CVPR 2025, https://arxiv.org/abs/2501.11309",
+    "SESS": "Tursun et al., ECCV 2022, https://arxiv.org/abs/2207.01769",
 }
 
 
@@ -247,7 +248,9 @@ def _released(*cams):
         yield
     finally:
         for cam in cams:
-            hooks = cam.activations_and_grads
+            hooks = (
+                getattr(cam, "activations_and_grads", None) or cam.base_cam.activations_and_grads
+            )
             # dropped, not detach_()ed in place as the library's release() does: that fails on
             # views (Swin's permuted map, some gradients) for CAMs that keep the graph (ShapleyCAM)
             hooks.activations, hooks.gradients = [], []
@@ -364,6 +367,41 @@ class _FinerMixin:
         return FinerCAM.forward(finer, images, library_targets)
 
 
+class _SessMixin:
+    """SESS: Grad-CAMs of sliding-window patches of the image at several scales, fused."""
+
+    def _make_cam(self, wrapper):
+        from pytorch_grad_cam import GradCAM
+
+        # patch CAMs min-max scaled by the library's GradCAM: that is SESS's fusion (weighted
+        # average of normalised patch maps); only SESS's final scaling is left out (_run)
+        return self.library_class(
+            wrapper,
+            [wrapper.tap],
+            base_method=GradCAM,
+            num_scales=self.num_scales,
+            batch_size=self.batch_size,
+        )
+
+    def _run(self, sess, images, library_targets):
+        # SESS.forward = scale_cam_image(forward_single_image per image): the unscaled part
+        return np.stack(
+            [
+                sess.forward_single_image(images[i : i + 1], target)
+                for i, target in enumerate(library_targets)
+            ]
+        )
+
+
+def _sess_patches(num_scales: int, side: int = 224) -> int:
+    """Patches SESS takes of a ``side`` x ``side`` image at its default window and step."""
+    from pytorch_grad_cam.sess import sliding_window
+
+    step = int(round(side * 2.0 / 7.0))
+    scales = [side + step * i for i in range(num_scales)]
+    return sum(len(sliding_window(s, s, side, side)) for s in scales)
+
+
 def _library_version() -> str:
     try:
         return importlib.metadata.version("grad-cam")
@@ -371,17 +409,17 @@ def _library_version() -> str:
         return "unknown"
 
 
-def _plugin(library_class: type, spec: _Spec, *, finer: bool = False) -> type:
+def _plugin(library_class: type, spec: _Spec, *, mixin: type | None = None) -> type:
     """Build and register the plugin dataclass for one library class."""
     name = FAMILY_PREFIX + library_class.__name__.lower()
     citation = _CITATIONS.get(library_class.__name__, "see the pytorch-grad-cam documentation")
     fields = [("relu", bool, True), *spec.fields]
-    if finer:
+    if mixin is _FinerMixin:
         fields += [("alpha", float, 1.0), ("comparisons", int, 3)]
     fields = [
         (n, t, d if isinstance(d, dataclasses.Field) else field(default=d)) for n, t, d in fields
     ]
-    bases = (_FinerMixin, _PgcExplainer) if finer else (_PgcExplainer,)
+    bases = (mixin, _PgcExplainer) if mixin else (_PgcExplainer,)
     cls = dataclasses.make_dataclass(f"Pgc{library_class.__name__}", fields, bases=bases)
     cls.__module__ = __name__
     cls.library_class = library_class
@@ -421,7 +459,16 @@ def _register_all() -> list[str]:
         names.append(_plugin(library_class, _SPECS.get(class_name, _Spec())).name)
     finer = getattr(pytorch_grad_cam, "FinerCAM", None)
     if finer is not None:
-        names.append(_plugin(finer, _Spec(cost=3), finer=True).name)  # +1 forward for the classes
+        names.append(_plugin(finer, _Spec(cost=3), mixin=_FinerMixin).name)  # +1: the classes
+    sess = getattr(pytorch_grad_cam, "SESS", None)
+    if sess is not None:
+        spec = _Spec(
+            fields=(("num_scales", int, 12), ("batch_size", int, setting(32))),
+            fast_params={"num_scales": 1},  # one patch: the image (tests use 2 against the library)
+            # per patch: a forward for its score, a forward and a backward for its Grad-CAM
+            cost=lambda p: 3 * _sess_patches(p.num_scales),
+        )
+        names.append(_plugin(sess, spec, mixin=_SessMixin).name)
     return names
 
 

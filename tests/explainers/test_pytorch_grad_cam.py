@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.model_targets import (  # noqa: E402
 )
 
 NAMES = [n for n in explainers.list_explainers("pgc_*")]
+PARAMS = {"pgc_sess": {"num_scales": 2}}  # two scales: 1 + 4 patches, fused
 
 
 def test_every_exported_cam_is_registered_or_excluded_with_a_reason():
@@ -36,7 +37,7 @@ def test_every_exported_cam_is_registered_or_excluded_with_a_reason():
         if c.__name__ in pgc.EXCLUDED:
             assert len(pgc.EXCLUDED[c.__name__]) > 20
     assert {"pgc_gradcam", "pgc_gradcamplusplus", "pgc_scorecam", "pgc_ablationcam"} <= set(NAMES)
-    assert "pgc_finercam" in NAMES
+    assert {"pgc_finercam", "pgc_sess"} <= set(NAMES)
     for name in NAMES:
         assert explainers.registry.entry(name).module == "explainers.pytorch_grad_cam"
 
@@ -49,9 +50,12 @@ def _min_max(maps: np.ndarray) -> np.ndarray:
 
 def _library(name, model, images, targets):
     """The library's own output for the plugin ``name`` on the same target layer."""
-    plugin = explainers.create_explainer(name)
+    plugin = explainers.create_explainer(name, **PARAMS.get(name, {}))
     wrapper = pgc._CamModel(model, use_tap=plugin.uses_feature_layer)
     layers = [wrapper.tap] if plugin.uses_feature_layer else []
+    if name == "pgc_sess":
+        with pytorch_grad_cam.SESS(wrapper, layers, **PARAMS[name]) as cam:
+            return cam(images, [ClassifierOutputTarget(int(t)) for t in targets]), targets
     if name == "pgc_finercam":
         # the library's own target choice: the predicted class and its most similar classes
         with pytorch_grad_cam.FinerCAM(wrapper, layers) as cam:
@@ -70,7 +74,8 @@ def test_plugin_equals_the_library_up_to_its_min_max_scaling(name, model_name):
     expected, targets = _library(name, model, images, torch.tensor([0, 3, 1]))
     if targets is None:
         targets = model(images).argmax(1)
-    ours = explainers.create_explainer(name).explain(model, images, targets).numpy()
+    plugin = explainers.create_explainer(name, **PARAMS.get(name, {}))
+    ours = plugin.explain(model, images, targets).numpy()
     assert ours.shape == expected.shape
     assert (ours >= 0).all()
     spread = ours.max(axis=(1, 2)) - ours.min(axis=(1, 2))
