@@ -139,8 +139,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultsStore(args.store)
     if args.timeout is not None and args.timeout <= 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address names a Ray cluster: give it with --executor ray")
     summary = run_suite(
-        suite, store, device=args.device, progress=not args.quiet, timeout=args.timeout
+        suite,
+        store,
+        device=args.device,
+        progress=not args.quiet,
+        timeout=args.timeout,
+        executor=args.executor,
+        address=args.address,
     )
     path = leaderboard.write(store, suite.name, args.leaderboard_dir)
     print(
@@ -172,6 +180,18 @@ def add_run(p: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds one explain or metric call may take; a call that runs longer is recorded "
         "as a failure of its cells and the run goes on (default: no limit)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: actors on a Ray cluster, the store written "
+        "here only (pip install 'explainer-benchmark[ray]'; docs/RAY.md)",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the cluster to join (e.g. auto, ray://head:10001; default: "
+        "start a local one)",
     )
 
 

@@ -20,10 +20,20 @@ from benchmark.table import Table, describe_error
 from benchmark.timing import deadline
 
 
+def runtime_key(saliency_key: str) -> str:
+    """The cell key of the runtime of the map under ``saliency_key``."""
+    return key_of(RUNTIME, saliency_key)
+
+
+def score_key(saliency_key: str, metric_name: str, metric) -> str:
+    """The cell key of ``metric``'s scores of the map under ``saliency_key``."""
+    return key_of("score", saliency_key, metric_name, metric.version, metric.params())
+
+
 def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, images, targets):
     """Store the runtime and every metric's scores of explainer ``name``'s maps of ``batch``."""
     available = [i for i, k in enumerate(keys) if k in maps]
-    runtime_cells = {i: key_of(RUNTIME, keys[i]) for i in available}
+    runtime_cells = {i: runtime_key(keys[i]) for i in available}
     done = table.store.done_cells(table.suite.name, runtime_cells.values())
     table.store.claim(table.summary.run_id, done)
     rows = [
@@ -33,10 +43,7 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
     ]
     table.store.put_scores(rows, table.summary.run_id)
     for metric_name, metric in table.metrics.items():
-        cells = {
-            i: key_of("score", keys[i], metric_name, metric.version, metric.params())
-            for i in available
-        }
+        cells = {i: score_key(keys[i], metric_name, metric) for i in available}
         done = table.store.done_cells(table.suite.name, cells.values())
         table.store.claim(table.summary.run_id, done)
         todo = [i for i in available if cells[i] not in done]

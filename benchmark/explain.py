@@ -50,11 +50,14 @@ def saliency_keys(table: Table, name: str, ids, images: torch.Tensor, targets) -
     ]
 
 
-def explain_batch(table: Table, batch, images, targets) -> dict[str, tuple[list[str], Maps]]:
-    """Per explainer of the table: the batch's saliency keys and the maps found or computed for
+def explain_batch(
+    table: Table, batch, images, targets, names=None
+) -> dict[str, tuple[list[str], Maps]]:
+    """Per explainer of the table (or of ``names``, a subset in the table's order: one unit of
+    work of a distributed executor): the batch's saliency keys and the maps found or computed for
     them (a failed or not-applicable image has no map)."""
     out = {}
-    for name in table.explainers:
+    for name in table.explainers if names is None else names:
         keys = saliency_keys(table, name, batch.ids, images, targets)
         out[name] = (keys, _maps(table, name, keys, batch.ids, images, targets))
     return out

@@ -60,21 +60,51 @@ def run_suite(
     progress: bool = True,
     log: Callable[[str], None] = print,
     timeout: float | None = None,
+    executor="local",
+    address: str | None = None,
 ) -> RunSummary:
     """Run every (dataset, model) table of ``suite`` into ``store``; returns what was done.
     ``timeout``: seconds one explain or metric call may take before it is a failure (a run
-    setting: results and cache keys do not depend on it)."""
+    setting: results and cache keys do not depend on it). ``executor``: ``"local"`` (this
+    process), ``"ray"`` (actors on the Ray cluster at ``address``, default a local one; needs the
+    ``ray`` extra; the store is still written here only: benchmark/executors/ray.py) or an
+    executor object with ``fill(table, device, progress)``, ``driver_device`` and ``close()``."""
     start = time.perf_counter()
-    dev = resolve_device(device)
-    torch.manual_seed(suite.seed)
-    summary = RunSummary()
-    summary.run_id = store.start_run(suite.name, provenance(suite.to_dict(), dev, suite.seed))
-    for entry in suite.grid:
-        for spec in entry.models:
-            table = open_table(suite, entry, spec, store, summary, dev, log=log, progress=progress)
-            if table is not None:
-                table.timeout = timeout
-                _fill(table, dev, progress)
+    fill = _fill
+    if executor == "ray":
+        try:
+            from benchmark.executors.ray import RayExecutor
+        except ModuleNotFoundError as e:
+            if e.name != "ray":
+                raise
+            raise ImportError(
+                "--executor ray needs Ray: pip install 'explainer-benchmark[ray]' (ray>=2.9)"
+            ) from e
+        executor = RayExecutor(address=address, device=device, log=log)
+    elif isinstance(executor, str) and executor != "local":
+        raise ValueError(f"unknown executor {executor!r}: use local or ray")
+    try:
+        if isinstance(executor, str):
+            dev = resolve_device(device)
+        else:
+            dev, fill = executor.driver_device, executor.fill
+        torch.manual_seed(suite.seed)
+        summary = RunSummary()
+        info = provenance(suite.to_dict(), dev, suite.seed)
+        if not isinstance(executor, str):
+            info["executor"] = executor.describe()
+        summary.run_id = store.start_run(suite.name, info)
+        for entry in suite.grid:
+            for spec in entry.models:
+                table = open_table(
+                    suite, entry, spec, store, summary, dev, log=log, progress=progress
+                )
+                if table is not None:
+                    table.timeout = timeout
+                    fill(table, dev, progress)
+    finally:
+        if not isinstance(executor, str):
+            executor.close()
     store.finish_run(summary.run_id, summary.skipped)
     summary.seconds = time.perf_counter() - start
     return summary
@@ -151,9 +181,21 @@ def _fill(table: Table, device: torch.device, progress: bool) -> None:
     total = math.ceil(len(table.dataset) / batch_size)
     batches = table.dataset.batches(batch_size)
     for batch in tqdm(batches, total=total, desc=table.where, disable=not progress, unit="batch"):
-        images = table.model.normalize(batch.pixels.to(device))
-        targets = table.targets(batch, images)
-        for name, (keys, maps) in explain_batch(table, batch, images, targets).items():
-            evaluate_batch(table, name, keys, maps, batch, images, targets)
+        fill_batch(table, batch, device)
+    record_data_problems(table)
+
+
+def fill_batch(table: Table, batch, device: torch.device, names=None) -> None:
+    """One batch through the explain and evaluate stages (every explainer, or those of ``names``),
+    writing through ``table.store``: the same code runs here and on a distributed worker, whose
+    ``table.store`` records the writes for the driver (benchmark.executors)."""
+    images = table.model.normalize(batch.pixels.to(device))
+    targets = table.targets(batch, images)
+    for name, (keys, maps) in explain_batch(table, batch, images, targets, names).items():
+        evaluate_batch(table, name, keys, maps, batch, images, targets)
+
+
+def record_data_problems(table: Table) -> None:
+    """A failure for each image the dataset could not read while it was iterated."""
     for image, message in table.dataset.problems:
         table.fail(key_of("data", table.entry.dataset, image), "*", None, image, "data", message)

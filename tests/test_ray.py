@@ -1,0 +1,173 @@
+"""The Ray executor on a local Ray (two CPUs): its store equals the local executor's cell for cell,
+a rerun sends out no work, and a worker process dying mid-run loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip(
+    "ray",
+    reason="ray is not installed: pip install 'explainer-benchmark[ray]' to test --executor ray",
+)
+
+from benchmark import leaderboard  # noqa: E402
+from benchmark.cli import main  # noqa: E402
+from benchmark.config import parse_suite  # noqa: E402
+from benchmark.executors.ray import RayExecutor  # noqa: E402
+from benchmark.runner import run_suite  # noqa: E402
+from benchmark.store import ResultsStore  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+SMALL = {
+    "seed": 0,
+    "batch_size": 4,
+    "explainers": ["grad_cam", "gradient_pixel", "random", "center"],
+    "metrics": ["pointing_game", "energy_pointing_game", "sparseness", "deletion"],
+    "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
+}
+SMALL_TOML = """
+seed = 0
+batch_size = 4
+explainers = ["grad_cam", "gradient_pixel", "random", "center"]
+metrics = ["pointing_game", "energy_pointing_game", "sparseness", "deletion"]
+[[grid]]
+dataset = "synthetic"
+limit = 8
+models = [{ name = "cnn_gap" }]
+"""
+
+
+def _suite(name="small"):
+    return parse_suite(name, SMALL)
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    }
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory, data_dir) -> Path:
+    """The small suite run by the local executor: the reference."""
+    path = tmp_path_factory.mktemp("local") / "local.sqlite"
+    run_suite(_suite(), ResultsStore(path), device="cpu", progress=False, log=_quiet)
+    return path
+
+
+def _cells(path: Path) -> dict[str, list[tuple]]:
+    """Everything a store holds per cell, runtimes' values and run ids aside."""
+    with sqlite3.connect(path) as db:
+        latest = db.execute("SELECT max(run_id) FROM claims").fetchone()[0]
+        return {
+            "scores": db.execute(
+                "SELECT cell, score, value, suite, dataset, model, explainer, metric, image "
+                "FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
+            ).fetchall(),
+            "runtimes": db.execute(
+                "SELECT cell, score, suite, dataset, model, explainer, image FROM scores "
+                "WHERE metric = 'runtime' ORDER BY cell"
+            ).fetchall(),
+            "maps": db.execute(
+                "SELECT key, map, height, width FROM saliency ORDER BY key"
+            ).fetchall(),
+            "failures": db.execute(
+                "SELECT cell, stage, message, explainer, metric, image FROM failures ORDER BY cell"
+            ).fetchall(),
+            "claims": db.execute(
+                "SELECT cell FROM claims WHERE run_id = ? ORDER BY cell", (latest,)
+            ).fetchall(),
+            "models": db.execute("SELECT * FROM models ORDER BY model_key").fetchall(),
+        }
+
+
+def _board(path: Path, suite: str = "small") -> str:
+    """The board of a copy of the store, runtimes aside (they are measured, never equal)."""
+    copy = path.with_name(f"{path.stem}-board.sqlite")
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    store = ResultsStore(copy)
+    store.db.execute("UPDATE scores SET value = 0.001 WHERE metric = 'runtime'")
+    return leaderboard.render(store, suite, store_label="store")
+
+
+def test_ray_store_equals_the_local_one_cell_for_cell_and_a_rerun_sends_nothing(
+    local_ray, local_store, tmp_path
+):
+    path = tmp_path / "ray.sqlite"
+    executor = RayExecutor(device="cpu", log=_quiet)
+    summary = run_suite(
+        _suite(), ResultsStore(path), device="cpu", progress=False, log=_quiet, executor=executor
+    )
+    assert executor.workers == 2 and executor.sent == executor.units == 2 * 4, "2 batches x 4"
+    assert summary.explained == 2 * 4 * 4 and summary.evaluated == 2 * 4 * 4 * 4
+    assert not summary.failures and not summary.skipped
+    reference, ours = _cells(local_store), _cells(path)
+    for what in reference:
+        assert ours[what] == reference[what], what
+    assert len(ours["scores"]) > 0 and len(ours["maps"]) == 32
+    assert _board(path) == _board(local_store)
+
+    rerun = RayExecutor(device="cpu", log=_quiet)
+    again = run_suite(
+        _suite(), ResultsStore(path), device="cpu", progress=False, log=_quiet, executor=rerun
+    )
+    assert rerun.sent == 0 and rerun.units == 8, "everything was in the store: nothing sent out"
+    assert again.explained == again.evaluated == 0 and again.cached == summary.evaluated
+    assert _cells(path)["claims"] == reference["claims"], "the rerun claims the same cells"
+
+
+def test_a_worker_dying_mid_run_is_retried_and_loses_or_duplicates_nothing(
+    local_ray, local_store, tmp_path
+):
+    died = tmp_path / "died"
+    path = tmp_path / "ray.sqlite"
+    executor = RayExecutor(device="cpu", log=_quiet, die_once=str(died))
+    summary = run_suite(
+        _suite(), ResultsStore(path), device="cpu", progress=False, log=_quiet, executor=executor
+    )
+    assert died.exists(), "a worker process exited (os._exit) on its first task"
+    assert not summary.failures and summary.explained == 32
+    reference, ours = _cells(local_store), _cells(path)
+    for what in reference:
+        assert ours[what] == reference[what], what
+
+
+def test_cli_runs_a_suite_on_ray_and_writes_the_board(local_ray, local_store, tmp_path, capsys):
+    suite = tmp_path / "small.toml"
+    suite.write_text(SMALL_TOML)
+    store = tmp_path / "cli.sqlite"
+    args = ["run", "--suite", str(suite), "--store", str(store), "--device", "cpu", "--quiet"]
+    assert main([*args, "--leaderboard-dir", str(tmp_path), "--executor", "ray"]) == 0
+    assert "32 maps and 128 scores computed" in capsys.readouterr().out
+    assert _cells(store)["scores"] == _cells(local_store)["scores"]
+    assert (tmp_path / "small.md").is_file()
+    assert main([*args, "--address", "auto"]) == 2, "--address without --executor ray"
+    assert "give it with --executor ray" in capsys.readouterr().err
+
+
+def test_the_local_executor_never_imports_ray():
+    code = (
+        "import sys, benchmark.cli, benchmark.runner, benchmark.executors\n"
+        "assert 'ray' not in sys.modules, 'ray imported without --executor ray'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
