@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-import metrics as metric_plugins
 from benchmark.config import Suite
 from benchmark.explain import explain_batch
+from benchmark.leaderboard import headline_scores
 from benchmark.runner import RunSummary, open_table, resolve_device
 from benchmark.store import ResultsStore
 
@@ -101,9 +101,9 @@ def _headline_scores(store: ResultsStore, suite: str, dataset: str, model: str) 
     """(explainer, image) -> "metric score" texts of each metric's headline score(s)."""
     out: dict[tuple[str, str], list[str]] = {}
     for d, m, explainer, metric, score, image, value in store.scores(suite):
-        if d != dataset or m != model or metric not in metric_plugins.registry or value is None:
+        if d != dataset or m != model or value is None:
             continue
-        if score in metric_plugins.registry.get(metric).headline_scores():
+        if score in headline_scores(metric):
             label = score if len(metric) > 12 else f"{metric} {score}"  # energy_pointing_game
             out.setdefault((explainer, image), []).append(f"{label} {value:.3g}")
     return out

@@ -62,15 +62,23 @@ def paired_p_value(a: dict[str, float], b: dict[str, float]) -> float:
     return float(wilcoxon(diffs).pvalue)
 
 
+def metric_class(metric: str):
+    """The registered class of ``metric``: an image metric, else a tabular one, else None (a
+    metric no longer installed: the board still renders its stored scores)."""
+    if metric in metric_plugins.registry:
+        return metric_plugins.registry.get(metric)
+    from benchmark.tabular.metrics import registry as tabular
+
+    return tabular.get(metric) if metric in tabular else None
+
+
 def direction(metric: str, score: str) -> bool | None:
-    """True if higher is better, False if lower is, None if unknown (a metric no longer
-    installed): from the metric's ``higher_is_better``; runtime is lower-is-better."""
+    """True if higher is better, False if lower is, None if unknown: from the metric's
+    ``higher_is_better``; runtime is lower-is-better."""
     if metric == RUNTIME:
         return False
-    try:
-        return metric_plugins.registry.get(metric).higher_is_better.get(score)
-    except KeyError:
-        return None
+    cls = metric_class(metric)
+    return None if cls is None else cls.higher_is_better.get(score)
 
 
 def arrow(higher: bool | None) -> str:
@@ -314,28 +322,26 @@ def median_seconds(seconds: list[float]) -> str:
 
 
 def headline_scores(metric: str) -> tuple[str, ...]:
-    """The metric's summary-table score(s); none for a metric no longer installed."""
-    try:
-        return metric_plugins.registry.get(metric).headline_scores()
-    except KeyError:  # a metric no longer installed: its first stored score
+    """The metric's summary-table score(s) (default: its first); none for an unknown metric."""
+    cls = metric_class(metric)
+    if cls is None:
         return ()
+    if hasattr(cls, "headline_scores"):
+        return cls.headline_scores()
+    return tuple(cls.higher_is_better)[:1]
 
 
 def score_order(metric: str, score: str) -> tuple[int, Any]:
     """Columns in the order the metric declares its scores; unknown ones last, naturally sorted."""
-    try:
-        order = list(metric_plugins.registry.get(metric).higher_is_better)
-        return (order.index(score), "") if score in order else (len(order), natural_key(score))
-    except KeyError:
-        return (0, natural_key(score))
+    cls = metric_class(metric)
+    order = list(cls.higher_is_better) if cls is not None else []
+    return (order.index(score), "") if score in order else (len(order), natural_key(score))
 
 
 def _version(metric: str) -> str:
     """`` (vN)`` after a metric's name, so a citation names the definition's version."""
-    try:
-        return f" (v{metric_plugins.registry.get(metric).version})"
-    except KeyError:
-        return ""
+    cls = metric_class(metric)
+    return "" if cls is None else f" (v{cls.version})"
 
 
 def _model_info(store: ResultsStore, suite: str, dataset: str, model: str) -> str:
