@@ -206,12 +206,7 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
         f"Generated from the results store (`{_code(store_label)}`); do not edit by hand. Reproduce with "
         f"`python -m benchmark run --suite {source}` then `python -m benchmark leaderboard --suite {source}`.",
         "",
-        "Each cell: mean over images [95% bootstrap CI, "
-        f"{BOOTSTRAP_RESAMPLES} resamples, fixed seed]; ↑/↓ = higher/lower is better; **bold** = best; "
-        f"† = best but not significantly better than the runner-up (Wilcoxon signed-rank on paired "
-        f"images, p ≥ {ALPHA}). N = images scored; skipped = not applicable (e.g. empty mask). Metric "
-        "definitions: each metric module's docstring (`python -m benchmark ls metrics`). ROAD imputes "
-        "in the model's normalised input space (the pytorch-grad-cam convention).",
+        _legend(_shown_run(store, suite).get("config", {}).get("kind") == "tabular"),
         "",
     ]
     datasets = sorted({d for d, _ in data}, key=natural_key)
@@ -408,6 +403,23 @@ def _seed_layouts(suite: str, dataset: str, per_model: dict[str, dict]) -> list[
             ]
             out += _table(header, rows) + [""]
     return out
+
+
+def _legend(tabular: bool) -> str:
+    """How to read the board's cells (rows of a table or images)."""
+    unit = "rows" if tabular else "images"
+    text = (
+        f"Each cell: mean over {unit} [95% bootstrap CI, {BOOTSTRAP_RESAMPLES} resamples, fixed "
+        "seed]; ↑/↓ = higher/lower is better; **bold** = best; † = best but not significantly "
+        f"better than the runner-up (Wilcoxon signed-rank on paired {unit}, p ≥ {ALPHA}). N = "
+        f"{unit} scored; skipped = not applicable (e.g. empty mask). "
+    )
+    if tabular:
+        return text + "Metric definitions: each module's docstring in `benchmark/tabular/metrics/`."
+    return text + (
+        "Metric definitions: docs/METRICS.md (`python -m benchmark ls metrics --markdown`). ROAD "
+        "imputes in the model's normalised input space (the pytorch-grad-cam convention)."
+    )
 
 
 def _shown_run(store: ResultsStore, suite: str) -> dict[str, Any]:
