@@ -115,15 +115,20 @@ def _add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--explainers", help="comma-separated wildcards, e.g. 'grad*,lime'")
 
 
-def _suite(args: argparse.Namespace):
-    """The suite the arguments name, narrowed; ``--data-dir`` is applied to the environment here, so
-    every dataset, training and worker process of the command finds the data the same way."""
-    from benchmark import config
+def _use_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` as ``$BENCHMARK_DATA_DIR``, so every dataset, training and worker process
+    of the command finds the data the same way."""
     from benchmark.data._files import DATA_ENV
 
     if getattr(args, "data_dir", None):
         os.environ[DATA_ENV] = str(Path(args.data_dir).expanduser().resolve())
 
+
+def _suite(args: argparse.Namespace):
+    """The suite the arguments name, narrowed (``--data-dir`` applied first)."""
+    from benchmark import config
+
+    _use_data_dir(args)
     suite = config.load_suite(args.suite)
     return config.narrow(
         suite,
@@ -192,10 +197,7 @@ def _run_tabular(args: argparse.Namespace) -> int:
     from benchmark.store import ResultsStore
     from benchmark.tabular.run import run_tabular
 
-    if args.data_dir:
-        from benchmark.data._files import DATA_ENV
-
-        os.environ[DATA_ENV] = str(Path(args.data_dir).expanduser().resolve())
+    _use_data_dir(args)
     store = ResultsStore(args.store)
     summary = run_tabular(args.suite, store, rows=args.limit)
     path = leaderboard.write(store, args.suite, args.leaderboard_dir)
@@ -299,10 +301,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the page to upload an image and compare explanations (localhost by default)."""
     from benchmark.serve import serve
 
-    if args.data_dir:
-        from benchmark.data._files import DATA_ENV
-
-        os.environ[DATA_ENV] = str(Path(args.data_dir).expanduser().resolve())
+    _use_data_dir(args)
     serve(args.store, args.host, args.port, args.device, args.model or [])
     return 0
 
