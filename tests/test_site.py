@@ -8,7 +8,7 @@ from benchmark.cli import main
 from benchmark.config import parse_suite
 from benchmark.runner import run_suite
 from benchmark.site import _curves, render_page
-from benchmark.store import ResultsStore
+from benchmark.store import Cell, ResultsStore
 
 
 def _store(tmp_path):
@@ -87,6 +87,20 @@ def test_sorting_in_a_real_browser(tmp_path, data_dir):
         assert [float(v) for v in column(runtime)] == sorted(seconds)
         cell = table.find_elements(By.CSS_SELECTOR, "tbody td")[1]
         assert "95% CI" in cell.get_attribute("title")
+        curves = tmp_path / "curves.sqlite"  # a curve metric's scores, for the plot
+        store = ResultsStore(curves)
+        cells = [
+            (f"c{e}{f}", Cell("curves", "d", "m", e, "road_accuracy", "i1"), {f"morf@{f}": 100 * f})
+            for e in ("a", "b")
+            for f in (0.1, 0.5, 0.9)
+        ]
+        store.put_scores(cells, run_id=store.start_run("curves", {}))
+        assert main(["site", "--store", str(curves), "--out", str(tmp_path / "web2")]) == 0
+        driver.get((tmp_path / "web2" / "curves.html").as_uri())
+        driver.find_element(By.TAG_NAME, "summary").click()  # open the metric's details
+        svg = driver.find_element(By.CSS_SELECTOR, "svg[aria-label='road_accuracy curves']")
+        assert svg.size["width"] > 300 and svg.is_displayed()
+        assert len(svg.find_elements(By.TAG_NAME, "polyline")) == 2
         driver.save_screenshot(str(tmp_path / "site.png"))
     finally:
         driver.quit()
