@@ -25,14 +25,21 @@ from benchmark.models import FeatureLayerError
 from benchmark.store import key_of
 from benchmark.table import Table, describe_error
 from benchmark.timing import deadline, timed
+from explainers import Explainer
 
 Maps = dict[str, tuple]  # saliency key -> (map [H,W] float32 numpy, explain seconds per image)
 
 
 def saliency_keys(table: Table, name: str, ids, images: torch.Tensor, targets) -> list[str]:
-    """The cache key of each image's map by explainer ``name`` of ``table``."""
+    """The cache key of each image's map by explainer ``name`` of ``table``. An explainer that
+    overrides ``prepare`` sees a sample of the dataset (e.g. SHAP's background), so its key also
+    holds what that sample is drawn from: the dataset's image ids and the suite's seed (a run with
+    ``--limit`` draws another background, hence other maps)."""
     explainer = table.explainers[name]
     entry = table.entry
+    background = ()
+    if type(explainer).prepare is not Explainer.prepare:
+        background = (key_of("background", table.dataset.ids, table.suite.seed),)
     return [
         key_of(
             "saliency",
@@ -45,6 +52,7 @@ def saliency_keys(table: Table, name: str, ids, images: torch.Tensor, targets) -
             image,
             tuple(images.shape[1:]),
             int(t),
+            *background,
         )
         for image, t in zip(ids, targets.tolist(), strict=True)
     ]

@@ -44,7 +44,9 @@ def write_gallery(
     figures: list[tuple[str, str]] = []
     for entry in suite.grid:
         for spec in entry.models:
-            table = open_table(suite, entry, spec, store, summary, dev, limit=images)
+            # The whole dataset, as the run sees it (explainers that sample it, e.g. SHAP's
+            # background, give the scored maps), then its first ``images`` images.
+            table = open_table(suite, entry, spec, store, summary, dev)
             if table is None:  # the reason is in summary.skipped
                 continue
             batch = next(iter(table.dataset.batches(images)))

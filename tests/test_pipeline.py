@@ -173,3 +173,29 @@ def test_user_text_is_escaped_on_the_board_and_the_gallery_stays_in_its_folder(t
     assert _md("two\nlines") == "two lines"
     assert anchor_of("suite", "/abs/path/to/my photos", "m") == "suite-abs-path-to-my-photos-m"
     assert "/" not in _file_name("/abs/../x__m.png") and not _file_name("..__m").startswith(".")
+
+
+def test_maps_of_explainers_that_sample_the_dataset_are_keyed_by_that_sample(tmp_path, data_dir):
+    """shap_gradient's background is a seeded sample of the loaded dataset: a run on fewer images
+    draws another one, so its maps must not be reused across limits; other maps are."""
+
+    def keys(limit):
+        suite = parse_suite(
+            "keys",
+            {
+                "batch_size": 4,
+                "explainers": ["shap_gradient", "random"],
+                "metrics": [],
+                "explainer_params": {"shap_gradient": {"nsamples": 2, "background_size": 2}},
+                "grid": [{"dataset": "synthetic", "limit": limit, "models": [{"name": "cnn_gap"}]}],
+            },
+        )
+        store = ResultsStore(tmp_path / f"{limit}.sqlite")
+        run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
+        rows = store.db.execute("SELECT key, map FROM saliency").fetchall()
+        return {k: bytes(m) for k, m in rows}
+
+    small, large = keys(4), keys(8)
+    shared = set(small) & set(large)
+    assert len(shared) == 4, "random's maps of the first four images are shared"
+    assert all(small[k] == large[k] for k in shared)
