@@ -142,22 +142,6 @@ def test_a_failing_explainer_is_reported_beside_the_others(client, samoyed):
     assert page.count('src="data:image/png;base64,') == 1
 
 
-def test_explain_and_score_answers_quickly_after_warm_up(client, samoyed):
-    """The page's two requests for one 224 px photo, Grad-CAM on Lite0 (maps cached after the
-    first call, as on the page): the figure is printed; the bound only catches a regression by
-    orders of magnitude (the machines are shared)."""
-    import time
-
-    _post(client, samoyed, names=["grad_cam"])  # warm-up: model, caches
-    start = time.perf_counter()
-    page = _post(client, samoyed, names=["grad_cam"]).get_data(as_text=True)
-    image_id = page.split('data-image="')[1].split('"')[0]
-    client.post("/scores", json={"image": image_id, "metrics": ["occlusion"]})
-    seconds = time.perf_counter() - start
-    print(f"explain-and-score, grad_cam on efficientnet_lite0, 224 px: {seconds:.3f} s")
-    assert seconds < 10
-
-
 def test_in_a_real_browser(explorer, data_dir, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
