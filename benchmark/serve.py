@@ -38,7 +38,7 @@ from PIL import Image, UnidentifiedImageError
 import explainers as explainer_plugins
 import metrics as metric_plugins
 from benchmark.config import ModelSpec, parse_suite
-from benchmark.data._base import ArrayDataset, resize, to_pixels
+from benchmark.data._base import ArrayDataset
 from benchmark.evaluate import score_images
 from benchmark.explain import explain_batch
 from benchmark.gallery import class_name, display_range
@@ -204,19 +204,20 @@ class Explorer:
         return out
 
     def _table(self, choice, model, model_key, image: np.ndarray, names, source):
+        """The image as a one-image dataset at the model's input (the datasets' own resize and
+        channel conversion) inside a Table of suite ``serve``; its id hashes its pixels."""
         channels, height, width = model.input_size
-        pixels = to_pixels(image)[None]
-        if pixels.shape[1] != channels:
-            from benchmark.data._base import convert_channels
-
-            pixels = convert_channels(pixels, channels)
-        pixels, _ = resize(pixels, None, (height, width))
-        digest = hashlib.sha256(pixels.numpy().tobytes()).hexdigest()[:24]
+        digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()[:24]
         image_id = f"{source}:{digest}"
-        array = (pixels[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-        names_of_classes = self._class_names(choice)
         dataset = ArrayDataset(
-            "upload", "test", [image_id], names_of_classes, array[None], np.array([-1])
+            "upload",
+            "test",
+            [image_id],
+            self._class_names(choice),
+            image[None],
+            np.array([-1]),
+            image_size=(height, width),
+            channels=channels,
         )
         spec = {"name": choice.spec.name, "train": choice.spec.train}
         grid = [{"dataset": "upload", "models": [spec]}]
