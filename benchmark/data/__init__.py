@@ -2,7 +2,8 @@
 
 Each dataset has a card, ``datasets/NAME.toml`` (data only: format, files with URLs and
 checksums, licence, class names, image size, mask source); its ``format`` picks the loader
-(``_loaders.LOADERS``), and ``opt_in = true`` keeps it out of ``python -m benchmark.data
+(``_loaders.LOADERS``; cards with ``kind = "tabular"`` are tables, loaded by
+:mod:`benchmark.tabular.data`), and ``opt_in = true`` keeps it out of ``python -m benchmark.data
 list/fetch/verify`` unless it is named. Files are found in ``$BENCHMARK_DATA_DIR/<folder>`` (a
 local copy), else in the user cache (``$BENCHMARK_CACHE_DIR``, default
 ``~/.cache/explainer-benchmark``), else downloaded there and verified. ``synthetic`` needs no
@@ -81,6 +82,11 @@ def load_dataset(
     if name not in list_datasets() and ("/" in name or Path(name).expanduser().is_dir()):
         data_dir, name = Path(name).expanduser(), "coco-folder"  # a user's folder, by path
     card = read_card(name)
+    if card.get("kind") == "tabular":  # a table's card sits beside the image cards
+        raise ValueError(
+            f"{name!r} is a table (kind = 'tabular'), not an image dataset: use it in a tabular "
+            "suite (benchmark/tabular/suites/) or with benchmark.tabular.data.load_table"
+        )
     loader = LOADERS.get(card.get("format"))
     if loader is None:
         raise ValueError(

@@ -3,8 +3,7 @@
 A tabular card is a TOML file like the image cards (``format = "csv"``, ``kind = "tabular"``,
 ``files`` with a ``role = "table"`` entry and its sha256) plus ``target`` (the label column),
 ``class_values`` (the target's value of each class), ``class_names`` and ``features`` (the required
-columns, in order). Cards are read from ``datasets/NAME.toml`` first, then from
-``benchmark/tabular/datasets/``; the file is found and verified by :func:`benchmark.data.locate`
+columns, in order). Cards are ``datasets/NAME.toml``, beside the image cards; the file is found and verified by :func:`benchmark.data.locate`
 (``$BENCHMARK_DATA_DIR/FOLDER``, the user cache, or a download where the card gives a URL).
 
 Validation is strict and names the place of each problem: a missing column (with the header's
@@ -18,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,9 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from benchmark.data import DataError, locate
+from benchmark.data import DataError, list_datasets, locate, read_card
 from benchmark.data._files import CARDS_DIR
 from benchmark.registry import did_you_mean
-
-TABULAR_CARDS_DIR = Path(__file__).resolve().parent / "datasets"
-CARD_DIRS = (CARDS_DIR, TABULAR_CARDS_DIR)
 
 
 class TableError(DataError):
@@ -84,34 +79,29 @@ class Split:
 
 
 def list_tables() -> list[str]:
-    """Names of the tabular cards (``kind = "tabular"``) in every card folder."""
-    names = set()
-    for folder in CARD_DIRS:
-        for path in folder.glob("*.toml"):
-            with open(path, "rb") as f:
-                if tomllib.load(f).get("kind") == "tabular":
-                    names.add(path.stem)
-    return sorted(names)
+    """Names of the tabular cards (``kind = "tabular"``) in ``datasets/``."""
+    return [n for n in list_datasets() if read_card(n).get("kind") == "tabular"]
 
 
 def read_table_card(name: str) -> dict[str, Any]:
-    """The tabular card ``NAME.toml`` (from ``datasets/``, else ``benchmark/tabular/datasets/``)."""
-    for folder in CARD_DIRS:
-        path = folder / f"{name}.toml"
-        if path.is_file():
-            with open(path, "rb") as f:
-                card = tomllib.load(f)
-            if card.get("kind") != "tabular":
-                raise ValueError(f"{path} is not a tabular card (kind = {card.get('kind')!r})")
-            card.setdefault("name", name)
-            for key in ("target", "class_values", "class_names", "features", "files"):
-                if key not in card:
-                    raise ValueError(f"tabular card {path} has no {key!r}")
-            if len(card["class_values"]) != len(card["class_names"]):
-                raise ValueError(f"{path}: class_values and class_names differ in length")
-            return card
+    """The tabular card ``datasets/NAME.toml``, its table keys checked."""
     known = list_tables()
-    raise KeyError(f"unknown table {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}")
+    if name not in known:
+        if name in list_datasets():
+            raise ValueError(
+                f"{name!r} is an image dataset, not a table; tables: {', '.join(known)}"
+            )
+        raise KeyError(
+            f"unknown table {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}"
+        )
+    card = read_card(name)
+    where = CARDS_DIR / f"{name}.toml"
+    for key in ("target", "class_values", "class_names", "features", "files"):
+        if key not in card:
+            raise ValueError(f"tabular card {where} has no {key!r}")
+    if len(card["class_values"]) != len(card["class_names"]):
+        raise ValueError(f"{where}: class_values and class_names differ in length")
+    return card
 
 
 def load_table(name: str, data_dir: str | Path | None = None) -> Table:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.data import DataChecksumError
+from benchmark.data import DataChecksumError, DataError
 from benchmark.tabular.data import TableError, list_tables, load_table, read_csv, read_table_card
 
 FEATURES = ["a", "b", "c"]
@@ -64,6 +64,24 @@ def test_the_card_lists_the_file_and_checksum():
     assert "fetal-health" in list_tables()
     with pytest.raises(KeyError, match="Did you mean: fetal-health"):
         read_table_card("fetal-helth")
+    with pytest.raises(ValueError, match="'synthetic' is an image dataset, not a table"):
+        read_table_card("synthetic")
+
+
+def test_the_card_sits_beside_the_image_cards_which_refuse_to_load_it():
+    from benchmark.data import list_datasets, load_dataset
+
+    assert "fetal-health" in list_datasets()
+    with pytest.raises(ValueError, match="is a table .* benchmark.tabular.data.load_table"):
+        load_dataset("fetal-health")
+
+
+def test_without_the_file_the_error_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="not found .*holds fetal-health/.*Kaggle") as info:
+        load_table("fetal-health")
+    assert str(tmp_path / "cache" / "data" / "fetal-health") in str(info.value)
 
 
 def test_a_corrupt_copy_fails_its_checksum(tmp_path):
