@@ -39,8 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explainers import Explainer, image_seeds, register_explainer, setting
-from explainers._perturbation import numpy_seed
+from explainers import Explainer, FeatureLayerError, image_seeds, register_explainer, setting
+from explainers._perturbation import numpy_seed, to_pixels
+from explainers._segmentation import superpixels
 
 FAMILY_PREFIX = "captum_"
 NOMINAL_SIZE = 224  # image side at which occlusion and feature ablation state their cost()
@@ -113,11 +114,14 @@ class _Captum(Explainer):
     def __post_init__(self) -> None:
         self._copy: tuple | None = None  # (original net, safe copy)
 
+    def _wrap(self, model) -> nn.Module:
+        return _Logits(model)
+
     def _module(self, model) -> nn.Module:
         if not self.needs_copy:
-            return _Logits(model)
+            return self._wrap(model)
         if self._copy is None or self._copy[0] is not model.net:
-            self._copy = (model.net, _Logits(_safe_copy(model)))
+            self._copy = (model.net, self._wrap(_safe_copy(model)))
         return self._copy[1]
 
     def _attribute(self, module, model, images, targets) -> Tensor:
@@ -208,6 +212,13 @@ def _deeplift_reason(model) -> str | None:
             f"reuses {', '.join(reused[:3])}"
         )
     return None
+
+
+def _sample(background: Tensor, size: int, seed: int) -> Tensor:
+    """``size`` images of ``background`` drawn without replacement by ``seed``, in dataset order."""
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(background), generator=g)[:size].sort().values
+    return background[keep].detach().clone()
 
 
 # -- gradients -------------------------------------------------------------------------------------
@@ -372,9 +383,7 @@ class CaptumGradientShap(_Captum):
         self._background: Tensor | None = None
 
     def prepare(self, model, background: Tensor) -> None:
-        g = torch.Generator().manual_seed(self.seed)
-        keep = torch.randperm(len(background), generator=g)[: self.background_size].sort().values
-        self._background = background[keep].detach().clone()
+        self._background = _sample(background, self.background_size, self.seed)
 
     def cost(self) -> int:
         return 2 * self.n_samples
@@ -451,17 +460,236 @@ class CaptumDeconvolution(_Captum):
         return Deconvolution(module).attribute(images, target=targets)
 
 
+@dataclass
+class _DeepLiftFamily(_Captum):
+    """DeepLift's refusals, decided once per network."""
+
+    needs_copy = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> reason
+
+    def supports(self, model) -> str | None:
+        if model.net not in self._verdicts:
+            self._verdicts[model.net] = _deeplift_reason(model)
+        return self._verdicts[model.net]
+
+
 @register_explainer(
     "captum_deeplift", tags=("gradient", "modified-backprop", "captum"), requires=("captum",)
 )
 @dataclass
-class CaptumDeepLift(_Captum):
+class CaptumDeepLift(_DeepLiftFamily):
     """DeepLIFT rescale rule (Shrikumar et al., ICML 2017, https://arxiv.org/abs/1704.02685) via captum.
 
     Contributions relative to the zero baseline (the data mean), on a copy of the network without
     in-place ReLUs, summed over channels (signed; they add up to logit(x) - logit(baseline)).
     Refuses models with a non-linearity captum has no rule for (GELU, SiLU, LayerNorm,
     attention) or a non-linear module used twice. One forward of image and baseline, one backward.
+    """
+
+    version = "1"
+
+    def cost(self) -> int:
+        return 3
+
+    def _attribute(self, module, model, images, targets):
+        from captum.attr import DeepLift
+
+        return DeepLift(module).attribute(images, baselines=0.0, target=targets)
+
+
+@register_explainer(
+    "captum_deeplift_shap",
+    tags=("gradient", "modified-backprop", "shap", "captum"),
+    requires=("captum",),
+)
+@dataclass
+class CaptumDeepLiftShap(_DeepLiftFamily):
+    """DeepSHAP (Lundberg & Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874) via captum's DeepLiftShap.
+
+    The mean over baselines of DeepLift's rescale-rule contributions, the baselines a seeded
+    sample of ``background_size`` images given to ``prepare`` (else the zero baseline, i.e.
+    DeepLift); summed over channels (signed; they add up to logit(x) - the mean baseline logit).
+    Same network copy and refusals as captum_deeplift. Per image one forward of the image
+    repeated and the baselines, one backward: 3 x ``background_size`` evaluations.
+    """
+
+    version = "1"
+    fast_params = {"background_size": 4}
+
+    background_size: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._background: Tensor | None = None
+
+    def prepare(self, model, background: Tensor) -> None:
+        self._background = _sample(background, self.background_size, self.seed)
+
+    def cost(self) -> int:
+        return 3 * self.background_size
+
+    def _attribute(self, module, model, images, targets):
+        from captum.attr import DeepLiftShap
+
+        background = self._background
+        if background is None:  # captum needs two or more baselines: two zeros are DeepLift's
+            background = torch.zeros(2, *images.shape[1:])
+        background = background.to(images.device, images.dtype)
+        # one image at a time: captum repeats each input once per baseline
+        return torch.cat(
+            [
+                DeepLiftShap(module).attribute(
+                    images[i : i + 1], baselines=background, target=targets[i : i + 1]
+                )
+                for i in range(len(images))
+            ]
+        )
+
+
+# -- Guided Grad-CAM -------------------------------------------------------------------------------
+
+
+class _Tap(nn.Module):
+    """Identity on the feature map: the layer captum's LayerGradCam hooks."""
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+class _TappedLogits(_Logits):
+    """images -> logits, the adapter's NCHW feature map passing through ``tap``."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.tap = _Tap()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.forward_with_features(images, edit=self.tap)[0]
+
+
+def _feature_map_reason(model) -> str | None:
+    """Why ``model`` has no feature map (``Classifier.forward_with_features``), or None."""
+    if model.input_size is None:
+        return None  # nothing to probe with: explain raises FeatureLayerError if need be
+    try:
+        with torch.no_grad():
+            model.forward_with_features(torch.zeros(1, *model.input_size, device=model.device))
+    except FeatureLayerError as e:
+        return str(e)
+    return None
+
+
+@register_explainer(
+    "captum_guided_gradcam",
+    tags=("cam", "gradient", "modified-backprop", "captum"),
+    requires=("captum",),
+)
+@dataclass
+class CaptumGuidedGradCam(_Captum):
+    """Guided Grad-CAM (Selvaraju et al., ICCV 2017, https://arxiv.org/abs/1610.02391) via captum.
+
+    Guided backpropagation times Grad-CAM (captum's LayerGradCam, ReLU'd) on the model adapter's
+    feature map, upsampled with ``interpolate_mode`` (bilinear, as in the paper; captum's default
+    is nearest), on a copy of the network without in-place ReLUs; summed over channels (signed).
+    Refuses models without a feature map or without nn.ReLU modules. Two forwards, two backwards.
+    """
+
+    version = "1"
+    needs_copy = True
+
+    interpolate_mode: str = "bilinear"
+
+    def cost(self) -> int:
+        return 4
+
+    def supports(self, model) -> str | None:
+        return _relu_reason(model, "Guided Grad-CAM") or _feature_map_reason(model)
+
+    def _wrap(self, model) -> nn.Module:
+        return _TappedLogits(model)
+
+    def _attribute(self, module, model, images, targets):
+        from captum.attr import GuidedGradCam
+
+        return GuidedGradCam(module, module.tap).attribute(
+            images, target=targets, interpolate_mode=self.interpolate_mode
+        )
+
+
+# -- layer-wise relevance propagation ---------------------------------------------------------------
+
+# Shape-only layers, which captum's LRP has no rule for: a reshape is linear with unit weights, so
+# captum's epsilon rule (R_in = x * R_out / (x + eps)) passes their relevance through unchanged.
+_RESHAPE_LAYERS = (nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+def _lrp_reason(model) -> str | None:
+    """Why captum's LRP cannot propagate relevance through ``model`` (None: it can).
+
+    captum attaches a rule to each leaf module by its exact type and back-propagates plain
+    gradients through everything else, so the network must be a chain of leaf modules with
+    rules, each used once, with nothing computed between them (a residual addition, a
+    concatenation, a functional activation or pooling would get the gradient, not a rule).
+    """
+    from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
+
+    ruled = (*SUPPORTED_LAYERS_WITH_RULES, *SUPPORTED_NON_LINEAR_LAYERS, *_RESHAPE_LAYERS)
+    leaves = [(n, m) for n, m in model.net.named_modules() if not any(m.children())]
+    for name, module in leaves:
+        if type(module) not in ruled:
+            return (
+                f"captum's LRP has no rule for {type(module).__name__} (layer {name or 'net'!r} "
+                f"of model {model.name!r})"
+            )
+    if model.input_size is None:
+        return None
+    calls: list[tuple[str, Tensor, Tensor]] = []  # (layer, input, output) in forward order
+    inputs: list[Tensor] = []
+    handles = [model.net.register_forward_pre_hook(lambda mod, args: inputs.append(args[0]))]
+    handles += [
+        m.register_forward_hook(lambda mod, args, out, n=n: calls.append((n, args[0], out)))
+        for n, m in leaves
+    ]
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *model.input_size, device=model.device))
+    finally:
+        for h in handles:
+            h.remove()
+    names = [n for n, _, _ in calls]
+    reused = sorted({n for n in names if names.count(n) > 1})
+    if reused:
+        return (
+            f"captum's LRP needs each layer used once per forward; model {model.name!r} reuses "
+            f"{', '.join(reused[:3])}"
+        )
+    previous, expected = "the input", inputs[0]
+    for name, layer_input, output in [*calls, ("the logits", logits, None)]:
+        if layer_input is not expected:  # something outside any layer happened in between
+            return (
+                f"model {model.name!r} computes something outside its layers between {previous} "
+                f"and {name} (e.g. a residual addition, a concatenation or a functional op), "
+                "which captum's LRP would pass the plain gradient through"
+            )
+        previous, expected = name, output
+    return None
+
+
+@register_explainer("captum_lrp", tags=("modified-backprop", "captum"), requires=("captum",))
+@dataclass
+class CaptumLRP(_Captum):
+    """Layer-wise relevance propagation (Bach et al., PLoS ONE 2015, https://doi.org/10.1371/journal.pone.0130140) via captum.
+
+    captum's default rules (epsilon rule on convolutions, linear, pooling and batch-norm layers;
+    ReLU, Tanh and dropout pass relevance through), and the epsilon rule on reshapes (flatten,
+    identity), on a copy of the network without in-place ReLUs; summed over channels (signed).
+    Refuses a model with a layer captum has no rule for (GELU, SiLU, LayerNorm, attention, ...),
+    a layer used twice, or computation between layers (residual additions, concatenations).
+    Two forwards, one backward.
     """
 
     version = "1"
@@ -476,13 +704,17 @@ class CaptumDeepLift(_Captum):
 
     def supports(self, model) -> str | None:
         if model.net not in self._verdicts:
-            self._verdicts[model.net] = _deeplift_reason(model)
+            self._verdicts[model.net] = _lrp_reason(model)
         return self._verdicts[model.net]
 
     def _attribute(self, module, model, images, targets):
-        from captum.attr import DeepLift
+        from captum.attr import LRP
+        from captum.attr._utils.lrp_rules import EpsilonRule
 
-        return DeepLift(module).attribute(images, baselines=0.0, target=targets)
+        for layer in module.modules():  # captum's LRP deletes the rules after each call
+            if type(layer) in _RESHAPE_LAYERS:
+                layer.rule = EpsilonRule()
+        return LRP(module).attribute(images, target=targets)
 
 
 # -- perturbations ---------------------------------------------------------------------------------
@@ -559,4 +791,108 @@ class CaptumFeatureAblation(_Captum):
             target=targets,
             feature_mask=mask[None, None],  # [1,1,H,W]: one cell for all channels and images
             perturbations_per_eval=self.perturbations_per_eval,
+        )
+
+
+# -- surrogate models on superpixels ---------------------------------------------------------------
+
+
+@dataclass
+class _Superpixels(_Captum):
+    """Shared body of KernelSHAP and LIME: superpixels as captum's ``feature_mask``."""
+
+    randomised = True
+    fast_params = {"n_samples": 24, "perturbations_per_eval": 24}
+
+    n_samples: int = 1000
+    segmentation: str = "quickshift"  # "quickshift" (LIME's default) or "slic"
+    n_segments: int = 50  # slic only
+    seed: int = 0
+    perturbations_per_eval: int = setting(50)
+
+    def cost(self) -> int:
+        return self.n_samples
+
+    def supports(self, model) -> str | None:
+        channels = model.input_size[0] if model.input_size else None
+        if channels not in (None, 1, 3):
+            return (
+                f"superpixels segment 1- or 3-channel images; model {model.name!r} takes {channels}"
+            )
+        return None
+
+    def _method(self, module):
+        raise NotImplementedError
+
+    def _attribute(self, module, model, images, targets):
+        (seed,) = image_seeds(images, self.seed)  # one image: the seed explain() seeded torch with
+        pixels = to_pixels(model, images)[0]
+        if pixels.shape[-1] == 1:
+            pixels = np.repeat(pixels, 3, axis=-1)
+        labels = superpixels(pixels, self.segmentation, numpy_seed(seed), self.n_segments)
+        return self._method(module).attribute(
+            images,
+            baselines=0.0,
+            target=targets,
+            feature_mask=torch.from_numpy(labels).to(images.device)[None, None],
+            n_samples=self.n_samples,
+            perturbations_per_eval=self.perturbations_per_eval,
+        )
+
+
+@register_explainer(
+    "captum_kernel_shap",
+    tags=("perturbation", "superpixel", "shap", "captum"),
+    requires=("captum", "skimage", "sklearn"),
+)
+@dataclass
+class CaptumKernelShap(_Superpixels):
+    """KernelSHAP (Lundberg & Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874) on superpixels via captum.
+
+    Shapley values of the superpixels (our seeded ``segmentation``, as lime's) for the target
+    logit, a hidden superpixel set to the zero baseline (the data mean): captum's weighted linear
+    regression on ``n_samples`` coalitions drawn from the Shapley kernel, seeded per image. Each
+    pixel gets its superpixel's value, summed over channels (signed, so C x the value).
+    ``n_samples`` forwards per image, in batches of ``perturbations_per_eval``.
+    """
+
+    version = "1"
+
+    def _method(self, module):
+        from captum.attr import KernelShap
+
+        return KernelShap(module)
+
+
+@register_explainer(
+    "captum_lime",
+    tags=("perturbation", "superpixel", "model-agnostic", "captum"),
+    requires=("captum", "skimage", "sklearn"),
+)
+@dataclass
+class CaptumLime(_Superpixels):
+    """LIME (Ribeiro et al., KDD 2016, https://arxiv.org/abs/1602.04938) on superpixels via captum.
+
+    captum's Lime with its defaults: superpixels (our seeded ``segmentation``, as lime's) kept or
+    set to the zero baseline (the data mean) uniformly at random in ``n_samples`` perturbations
+    seeded per image, weighted by an exponential kernel of width ``kernel_width`` on the cosine
+    distance to the image, a Lasso (``alpha``) fitted to the target logit. Each pixel gets its
+    superpixel's coefficient, summed over channels (signed, so C x the coefficient).
+    ``n_samples`` forwards per image, in batches of ``perturbations_per_eval``.
+    """
+
+    version = "1"
+
+    kernel_width: float = 1.0
+    alpha: float = 0.01
+
+    def _method(self, module):
+        from captum._utils.models.linear_model import SkLearnLasso
+        from captum.attr import Lime
+        from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+        return Lime(
+            module,
+            interpretable_model=SkLearnLasso(alpha=self.alpha),
+            similarity_func=get_exp_kernel_similarity_function("cosine", self.kernel_width),
         )
