@@ -2,8 +2,10 @@
 
 A tabular suite (``benchmark/tabular/suites/NAME.toml`` or a path) names one table, its models,
 explainer and metric patterns over the tabular registries, the number of test rows and their
-parameters (see ``seed-fetal-health.toml``). For each model: fit it (seeded, :func:`train_model`),
-record its provenance with ``ResultsStore.put_model``, explain the first ``rows`` test rows with
+parameters (see ``seed-fetal-health.toml``); a ``[synthetic]`` table (``features``, ``classes``)
+adds the seeded linear model of :func:`~benchmark.tabular.synthetic.synthetic_table` on as many
+rows, whose closed-form Shapley values the ground-truth metric scores against. For each model: fit
+it (seeded, :func:`train_model`), record its provenance with ``ResultsStore.put_model``, explain the first ``rows`` test rows with
 every explainer (timed; a method that does not apply is a skipped line, "n/a: reason"), score them
 with every metric (``agreement`` against the explainer its ``reference`` names) and write one score
 per row with ``put_scores`` under ``Cell(suite, dataset, model, explainer, metric, row id)``, plus
@@ -20,6 +22,7 @@ import functools
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from benchmark.tabular.explainers import NotApplicable
 from benchmark.tabular.explainers import registry as explainer_registry
 from benchmark.tabular.metrics import registry as metric_registry
 from benchmark.tabular.models import MODELS, train_model
+from benchmark.tabular.synthetic import synthetic_table
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 _KEYS = {
@@ -46,7 +50,9 @@ _KEYS = {
     "metrics": list,
     "explainer_params": dict,
     "metric_params": dict,
+    "synthetic": dict,
 }
+SYNTHETIC_KEYS = {"features": int, "classes": int}
 
 
 @dataclass
@@ -62,6 +68,7 @@ class TabularSuite:
     metrics: list[str] = field(default_factory=lambda: ["*"])
     explainer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    synthetic: dict[str, int] = field(default_factory=dict)  # {} = no synthetic table
 
 
 def load_tabular_suite(name_or_path: str) -> TabularSuite:
@@ -83,6 +90,11 @@ def load_tabular_suite(name_or_path: str) -> TabularSuite:
     for key in ("dataset", "models"):
         if key not in data:
             raise ValueError(f"{where}: no {key}")
+    for key, value in data.get("synthetic", {}).items():
+        if key not in SYNTHETIC_KEYS:
+            raise ValueError(f"{where}: [synthetic] has no key {key!r}; known: features, classes")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise ValueError(f"{where}: [synthetic] {key} must be an integer >= 2, not {value!r}")
     suite = TabularSuite(name=path.stem, **data)
     if suite.rows < 1 or suite.target not in ("predicted", "label"):
         raise ValueError(f"{where}: rows must be >= 1 and target 'predicted' or 'label'")
@@ -101,6 +113,62 @@ def load_tabular_suite(name_or_path: str) -> TabularSuite:
             if unknown:
                 raise ValueError(f"{where}: {plugin} has no parameter(s) {sorted(unknown)}")
     return suite
+
+
+@dataclass
+class Track:
+    """One table of a suite: the rows explained and the models explained on them."""
+
+    dataset: str
+    rows: np.ndarray  # [N, F]
+    labels: np.ndarray  # [N]
+    ids: list[str]
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    models: dict[str, Callable[[], Any]]  # name -> the fitted model (memoised fits)
+    spec: dict[str, Any]  # how its models are obtained, for the board's model line
+
+
+def tracks(suite: TabularSuite, n_rows: int, data_dir: str | None = None) -> list[Track]:
+    """The suite's table (its first ``n_rows`` test rows) and, if it has one, its synthetic table."""
+    table = load_table(suite.dataset, data_dir)
+    x, y, ids = table.split(suite.seed).part("test")
+    fits = {
+        m: functools.partial(train_model, m, suite.dataset, suite.seed, data_dir)
+        for m in suite.models
+    }
+    out = [
+        Track(
+            table.name,
+            x[:n_rows],
+            y[:n_rows],
+            ids[:n_rows],
+            table.feature_names,
+            table.class_names,
+            fits,
+            {"train": True},
+        )
+    ]
+    if suite.synthetic:
+        synthetic = synthetic_table(
+            n_rows,
+            suite.synthetic.get("features", 8),
+            suite.synthetic.get("classes", 3),
+            seed=suite.seed,
+        )
+        out.append(
+            Track(
+                synthetic.name,
+                synthetic.rows,
+                synthetic.labels,
+                synthetic.row_ids,
+                synthetic.feature_names,
+                synthetic.class_names,
+                {synthetic.model.name: lambda: synthetic.model},
+                {"weights": "the seeded generator"},
+            )
+        )
+    return out
 
 
 def _metric_identity(metric, suite: TabularSuite) -> tuple:
@@ -152,9 +220,6 @@ def run_tabular(
     summary = Summary(
         run_id=store.start_run(suite.name, provenance(config, torch.device("cpu"), suite.seed))
     )
-    table = load_table(suite.dataset, data_dir)
-    x_test, y_test, ids = table.split(suite.seed).part("test")
-    x, labels, ids = x_test[:n_rows], y_test[:n_rows], ids[:n_rows]
     explainers = {
         n: _create(explainer_registry, n, suite.explainer_params, suite.seed)
         for n in explainer_registry.list(suite.explainers)
@@ -163,17 +228,22 @@ def run_tabular(
         n: _create(metric_registry, n, suite.metric_params, suite.seed)
         for n in metric_registry.list(suite.metrics)
     }
-    for model_name in suite.models:
-        model = train_model(model_name, suite.dataset, suite.seed, data_dir)
+    for track, model_name in ((t, m) for t in tracks(suite, n_rows, data_dir) for m in t.models):
+        x, ids = track.rows, track.ids
+        model = track.models[model_name]()
         model_key = key_of("tabular-model", model.key)
-        spec = {"name": model_name, "train": True}
-        store.put_model(model_key, {**model.info, "dataset": table.name, "spec": spec})
+        spec = {"name": model_name, **track.spec}
+        store.put_model(model_key, {**model.info, "dataset": track.dataset, "spec": spec})
         store.claim(summary.run_id, [model_key])
-        targets = labels if suite.target == "label" else model.outputs(x).argmax(1)
-        log(f"{table.name}/{model_name}: test accuracy {model.info['test_accuracy']:.4f}")
+        targets = track.labels if suite.target == "label" else model.outputs(x).argmax(1)
+        accuracy = model.info.get("test_accuracy")
+        log(
+            f"{track.dataset}/{model_name}"
+            + (f": test accuracy {accuracy:.4f}" if accuracy else "")
+        )
         attributions: dict[str, tuple[np.ndarray, float] | str] = {}
 
-        def attribute(name: str, model=model, targets=targets, attributions=attributions):
+        def attribute(name: str, model=model, x=x, targets=targets, attributions=attributions):
             if name not in attributions:
                 explainer = explainers.get(name) or _create(
                     explainer_registry, name, suite.explainer_params, suite.seed
@@ -191,7 +261,7 @@ def run_tabular(
         for metric_name, metric in metrics.items():
             reason = metric.supports(model)
             if reason:
-                summary.skipped.append(f"{table.name}/{model_name}: {metric_name}: {reason}")
+                summary.skipped.append(f"{track.dataset}/{model_name}: {metric_name}: {reason}")
             else:
                 applicable[metric_name] = metric
         for name, explainer in explainers.items():
@@ -217,10 +287,10 @@ def run_tabular(
                 continue
             result = attribute(name)
             if isinstance(result, str):
-                summary.skipped.append(f"{table.name}/{model_name}: {result}")
+                summary.skipped.append(f"{track.dataset}/{model_name}: {result}")
                 continue
             values, seconds = result
-            cell = functools.partial(Cell, suite.name, table.name, model_name, name)
+            cell = functools.partial(Cell, suite.name, track.dataset, model_name, name)
             rows_out = [
                 (key, cell(RUNTIME, row_id), {"seconds": seconds})
                 for key, row_id in zip(keys[RUNTIME], ids, strict=True)
@@ -231,7 +301,7 @@ def run_tabular(
                     ref = attribute(metric.reference)
                     if isinstance(ref, str):
                         summary.skipped.append(
-                            f"{table.name}/{model_name}: {metric_name} vs {metric.reference}: {ref}"
+                            f"{track.dataset}/{model_name}: {metric_name} vs {metric.reference}: {ref}"
                         )
                         continue
                     reference = ref[0]
@@ -251,6 +321,18 @@ def run_tabular(
     return summary
 
 
+@dataclass
+class Plots:
+    """The beeswarm and summary plots of one (table, model, explainer), or why there are none."""
+
+    dataset: str
+    model: str
+    explainer: str
+    class_name: str
+    paths: list[Path] = field(default_factory=list)
+    not_applicable: str = ""
+
+
 def plot_suite(
     suite_name: str,
     out_dir: str | Path,
@@ -258,40 +340,42 @@ def plot_suite(
     class_name: str | None = None,
     rows: int | None = None,
     data_dir: str | None = None,
-) -> list[Path]:
-    """The seed study's beeswarm and summary plots of every applicable (model, explainer) of the
-    suite, every row explained for one class (``class_name``; default: the table's last class,
-    pathological for fetal-health), so a plot never mixes classes."""
+) -> list[Plots]:
+    """The seed study's beeswarm and summary plots of every (table, model, explainer) of the
+    suite, every row explained for one class (``class_name``, on the suite's table; default and
+    on a synthetic table: the table's last class, pathological for fetal-health), so a plot never
+    mixes classes. A method that does not apply gets a :class:`Plots` with its reason."""
     from benchmark.tabular.plots import plot_attributions
 
     suite = load_tabular_suite(suite_name)
-    table = load_table(suite.dataset, data_dir)
-    x = table.split(suite.seed).part("test")[0][: rows or suite.rows]
-    name = class_name or table.class_names[-1]
-    if name not in table.class_names:
-        raise ValueError(f"no class {name!r}; classes: {', '.join(table.class_names)}")
-    targets = np.full(len(x), table.class_names.index(name))
-    paths = []
-    for model_name in suite.models:
-        model = train_model(model_name, suite.dataset, suite.seed, data_dir)
-        for explainer_name in explainer_registry.list(suite.explainers):
-            explainer = _create(
-                explainer_registry, explainer_name, suite.explainer_params, suite.seed
-            )
-            if explainer.supports(model):
-                continue
-            values = explainer.explain(model, x, targets)
-            paths += plot_attributions(
-                out_dir,
-                model_name,
-                explainer_name,
-                x,
-                values,
-                table.feature_names,
-                name,
-                seed=suite.seed,
-            )
-    return paths
+    out = []
+    for k, track in enumerate(tracks(suite, rows or suite.rows, data_dir)):
+        name = class_name if class_name and k == 0 else track.class_names[-1]
+        if name not in track.class_names:
+            raise ValueError(f"no class {name!r}; classes: {', '.join(track.class_names)}")
+        targets = np.full(len(track.rows), track.class_names.index(name))
+        for model_name, fit in track.models.items():
+            model = fit()
+            for explainer_name in explainer_registry.list(suite.explainers):
+                explainer = _create(
+                    explainer_registry, explainer_name, suite.explainer_params, suite.seed
+                )
+                plots = Plots(track.dataset, model_name, explainer_name, name)
+                plots.not_applicable = explainer.supports(model) or ""
+                if not plots.not_applicable:
+                    values = explainer.explain(model, track.rows, targets)
+                    plots.paths = plot_attributions(
+                        out_dir,
+                        model_name,
+                        explainer_name,
+                        track.rows,
+                        values,
+                        track.feature_names,
+                        name,
+                        seed=suite.seed,
+                    )
+                out.append(plots)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.board:
         Path(args.board).write_text(leaderboard.render(store, load_tabular_suite(args.suite).name))
     if args.plots:
-        paths = plot_suite(args.suite, args.plots, class_name=args.plot_class, rows=args.rows)
-        print(f"{len(paths)} plots in {args.plots}")
+        plots = plot_suite(args.suite, args.plots, class_name=args.plot_class, rows=args.rows)
+        print(f"{sum(len(p.paths) for p in plots)} plots in {args.plots}")
     return 0
 
 

@@ -4,10 +4,15 @@ With independent features and an additive output f_c(x) = sum_i g_ci(x_i) + b_c,
 Shapley value of feature i against a background B is phi_i = g_ci(x_i) - mean_{b in B} g_ci(b_i);
 for the linear g_ci(x_i) = W_ci x_i this is W_ci (x_i - mean_B x_i) (Lundberg and Lee 2017,
 corollary 1 with independent features), and sum_i phi_i = f_c(x) - mean_B f_c (efficiency).
+
+:func:`synthetic_table` is the OpenXAI-style table of a suite (Agarwal et al., NeurIPS 2022): the
+seeded linear model is the generator and the model explained, so its true attributions are known
+and the ground-truth recovery metric applies.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +70,59 @@ def linear_model(
     # the closed form is w * x whichever ``background_size`` an explainer uses.
     half = independent_table((background_size + 1) // 2, n_features, seed + 1)
     background = np.stack([half, -half], axis=1).reshape(-1, n_features)[:background_size]
-    return LinearModel(weights, bias, background)
+    key = hashlib.sha256(weights.tobytes() + bias.tobytes() + background.tobytes()).hexdigest()
+    return LinearModel(weights, bias, background, key=key[:32])
 
 
-__all__ = ["LinearModel", "independent_table", "linear_model"]
+SYNTHETIC_NAME = "synthetic-linear"
+
+
+@dataclass(frozen=True)
+class SyntheticTable:
+    """The rows of a synthetic table with their labels (the generator's argmax) and its model."""
+
+    rows: np.ndarray  # [N, F]
+    labels: np.ndarray  # [N]
+    model: LinearModel
+    name: str = SYNTHETIC_NAME
+
+    @property
+    def row_ids(self) -> list[str]:
+        return [f"row{i:05d}" for i in range(len(self.rows))]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f"x{j}" for j in range(self.rows.shape[1]))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(f"class {c}" for c in range(self.model.n_classes))
+
+
+def synthetic_table(
+    n_rows: int, n_features: int = 8, n_classes: int = 3, seed: int = 0
+) -> SyntheticTable:
+    """``n_rows`` independent rows (seed + 2, apart from the background's seed + 1) explained on
+    :func:`linear_model` (``seed``); the model's info records its closed form."""
+    model = linear_model(n_features, n_classes, seed=seed)
+    rows = independent_table(n_rows, n_features, seed + 2)
+    labels = model.outputs(rows).argmax(1)
+    model.info = {
+        "name": model.name,
+        "features": n_features,
+        "classes": n_classes,
+        "seed": seed,
+        "weights_sha256": model.key,
+        "closed_form": "Shapley values w_t * (x - mean of the background)",
+    }
+    return SyntheticTable(rows, labels, model)
+
+
+__all__ = [
+    "SYNTHETIC_NAME",
+    "LinearModel",
+    "SyntheticTable",
+    "independent_table",
+    "linear_model",
+    "synthetic_table",
+]

@@ -103,6 +103,25 @@ def test_removal_curves_on_a_linear_output_follow_the_closed_form():
     assert (best < auc(-w * (rows - zbar))).all()
 
 
+@pytest.mark.parametrize("name", ["feature_deletion", "feature_insertion"])
+def test_the_curve_points_lie_on_the_curve_whose_area_is_the_auc(name):
+    """5 features: the curve's points are at k/5, so f = 0.2, 0.4, ... are points and f = 0.1
+    the midpoint of the first two; the AUC is the trapezoid area under the same polyline."""
+    model = linear_model(n_features=5, n_classes=2, background_size=40)
+    rows = independent_table(4, 5, seed=3)
+    targets = np.arange(4) % 2
+    phi = model.shapley(rows, targets)
+    scores = create_metric(name, draws=5)(model=model, rows=rows, targets=targets, attributions=phi)
+    curves = removal_curves(
+        model, rows, targets, phi, draws=5, seed=0, insert=name == "feature_insertion"
+    )
+    order = name.removeprefix("feature_")
+    assert np.allclose(scores[f"{order}@0.4"], curves[:, 2])
+    assert np.allclose(scores[f"{order}@0.1"], curves[:, :2].mean(1))
+    assert set(scores) == set(create_metric(name).higher_is_better)
+    assert np.allclose(scores[f"{order}_auc"], area(curves))
+
+
 def test_faithfulness_correlation_is_one_for_exact_shapley_values_with_the_mean_baseline():
     model = linear_model(n_features=6, n_classes=2, background_size=80)
     rows = independent_table(5, 6, seed=4)

@@ -37,6 +37,8 @@ def test_the_built_in_suite_loads():
         ('dataset = "fetal-health"\nmodels = []\nlimit = 3', "unknown key 'limit'"),
         ('dataset = "fetal-health"\nmodels = "mlp"', "models must be list"),
         ('dataset = "x"\nmodels = []\n[explainer_params.lime]\nsamples = 3', "no parameter"),
+        ('dataset = "x"\nmodels = []\n[synthetic]\nfeature = 3', r"\[synthetic\] has no key"),
+        ('dataset = "x"\nmodels = []\n[synthetic]\nclasses = 1', "integer >= 2"),
     ],
 )
 def test_bad_suites_are_errors_naming_the_file(tmp_path, text, message):
@@ -91,7 +93,11 @@ def test_plot_suite_draws_each_applicable_pair_for_one_class(tmp_path, data_dir)
     path.write_text(
         SUITE.replace('["random", "shap_tree_*", "lime"]', '["random", "shap_tree_path"]')
     )
-    paths = plot_suite(str(path), tmp_path / "plots", rows=8)
+    plots = plot_suite(str(path), tmp_path / "plots", rows=8)
+    assert [(p.model, p.explainer, p.class_name) for p in plots] == [
+        ("random_forest", e, "pathological") for e in ("random", "shap_tree_path")
+    ]
+    paths = [path for p in plots for path in p.paths]
     assert sorted(p.name for p in paths) == [
         f"random_forest--{e}--pathological--{k}.png"
         for e in ("random", "shap_tree_path")
@@ -99,3 +105,25 @@ def test_plot_suite_draws_each_applicable_pair_for_one_class(tmp_path, data_dir)
     ]
     with pytest.raises(ValueError, match="classes: normal, suspect, pathological"):
         plot_suite(str(path), tmp_path / "plots", class_name="sick")
+
+
+def test_the_synthetic_table_scores_recovery_of_its_closed_form_attributions(tmp_path, data_dir):
+    """[synthetic]: the linear model on its own table, where exact Shapley methods recover the
+    true attributions (relative error ~0) and the random baseline does not."""
+    path = tmp_path / "gt.toml"
+    path.write_text(
+        'dataset = "fetal-health"\nrows = 5\nmodels = []\nexplainers = ["random", "shap_kernel"]\n'
+        'metrics = ["ground_truth_recovery"]\n[synthetic]\nfeatures = 4\nclasses = 2\n'
+    )
+    store = ResultsStore(tmp_path / "store.sqlite")
+    summary = run_tabular(str(path), store, log=lambda _: None)
+    assert summary.skipped == []
+    error = {
+        explainer: value
+        for dataset, model, explainer, metric, score, _, value in store.scores("gt")
+        if score == "relative_error"
+    }
+    assert {(r[0], r[1]) for r in store.scores("gt")} == {("synthetic-linear", "linear")}
+    assert error["shap_kernel"] < 1e-8 < 0.5 < error["random"]
+    (model,) = store.models("gt")
+    assert model["spec"] == {"name": "linear", "weights": "the seeded generator"}

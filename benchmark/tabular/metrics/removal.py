@@ -11,7 +11,9 @@ I(k) = (1/m) sum_j f_t(z_j with its top-k features set to x's). The scores are t
 curves over the fraction of features k/F in [0, 1] (trapezoid rule), in the units of the target
 output (a probability): ``deletion_auc`` (lower is better: the output falls fast when the most
 important features go) and ``insertion_auc`` (higher is better). Features are ranked by signed
-attribution: a feature that lowers the target output is removed last.
+attribution: a feature that lowers the target output is removed last. The curves themselves are
+scores too, for plotting: ``deletion@f`` / ``insertion@f`` is the curve, linear between its points
+k/F, at the fraction f = 0.1, 0.2, ..., 0.9 of features moved (``CURVE_FRACTIONS``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ def area(curves: np.ndarray) -> np.ndarray:
     return (curves[:, 1:] + curves[:, :-1]).sum(axis=1) / (2 * (curves.shape[1] - 1))
 
 
+CURVE_FRACTIONS = tuple(k / 10 for k in range(1, 10))
+
+
+def curve_points(curves: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """``{name@f: [B]}``: the curves [B, F+1], linear between their points k/F, at each f of
+    :data:`CURVE_FRACTIONS` (the trapezoid area is the area under this piecewise-linear curve)."""
+    grid = np.linspace(0.0, 1.0, curves.shape[1])
+    return {
+        f"{name}@{f:g}": np.array([np.interp(f, grid, c) for c in curves]) for f in CURVE_FRACTIONS
+    }
+
+
 @dataclass
 class _Removal(TabularMetric):
     draws: int = 10
@@ -65,13 +79,14 @@ class _Removal(TabularMetric):
 class Deletion(_Removal):
     """Area under the deletion curve over features (lower is better)."""
 
-    higher_is_better = {"deletion_auc": False}
+    version = "2"  # v2: the curve's points as scores
+    higher_is_better = {"deletion_auc": False} | {f"deletion@{f:g}": False for f in CURVE_FRACTIONS}
 
     def score(self, *, model, rows, targets, attributions, reference):
         curves = removal_curves(
             model, rows, targets, attributions, draws=self.draws, seed=self.seed, insert=False
         )
-        return {"deletion_auc": area(curves)}
+        return {"deletion_auc": area(curves), **curve_points(curves, "deletion")}
 
 
 @register_metric("feature_insertion", tags=("faithfulness",))
@@ -79,10 +94,11 @@ class Deletion(_Removal):
 class Insertion(_Removal):
     """Area under the insertion curve over features (higher is better)."""
 
-    higher_is_better = {"insertion_auc": True}
+    version = "2"  # v2: the curve's points as scores
+    higher_is_better = {"insertion_auc": True} | {f"insertion@{f:g}": True for f in CURVE_FRACTIONS}
 
     def score(self, *, model, rows, targets, attributions, reference):
         curves = removal_curves(
             model, rows, targets, attributions, draws=self.draws, seed=self.seed, insert=True
         )
-        return {"insertion_auc": area(curves)}
+        return {"insertion_auc": area(curves), **curve_points(curves, "insertion")}
