@@ -5,6 +5,9 @@ version and parameters, so a new metric, or a metric with new parameters, comput
 cells. The runtime of ``explain`` is stored beside the scores as the pseudo-metric ``runtime``.
 A metric runs once on all the batch's images that lack its cell, on private copies of the inputs;
 if it raises, it runs on each image alone, so one bad image fails alone (its message is stored).
+An explainer-aware metric (``needs_explainer``, e.g. MPRT) also gets the table's instance of the
+explainer that made the maps; its cells are keyed like any other, the saliency key naming the
+explainer.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
         saliency = torch.from_numpy(np.stack([maps[keys[i]][0] for i in todo])).to(images.device)
         masks = batch.masks[todo].to(images.device) if batch.masks is not None else None
         out = []
+        explainer = table.explainers[name] if metric.needs_explainer else None
         results = score_images(
-            metric, table.model, images[todo], scored, saliency, masks, table.timeout
+            metric, table.model, images[todo], scored, saliency, masks, table.timeout, explainer
         )
         for i, values in zip(todo, results, strict=True):
             if isinstance(values, str):
@@ -72,10 +76,12 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
 
 
 def score_images(
-    metric, model, images, targets, saliency, masks, timeout: float | None = None
+    metric, model, images, targets, saliency, masks, timeout: float | None = None, explainer=None
 ) -> list[dict[str, float | None] | str]:
     """Per image: {score: value (None for NaN: not applicable)} or the error message; the batch at
-    once, and image by image where that fails, so a failing image spares the others."""
+    once, and image by image where that fails, so a failing image spares the others. ``explainer``
+    goes to explainer-aware metrics only."""
+    extra = {"explainer": explainer} if metric.needs_explainer else {}
 
     def call(sl: slice) -> list[dict[str, float | None]]:
         with deadline(timeout):
@@ -85,6 +91,7 @@ def score_images(
                 targets=targets[sl].clone(),
                 saliency=saliency[sl].clone(),
                 masks=None if masks is None else masks[sl].clone(),
+                **extra,
             )
         if not isinstance(values, dict):
             raise TypeError(f"metric returned {type(values).__name__}, not a dict of tensors")

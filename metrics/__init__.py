@@ -33,6 +33,19 @@ What a plugin declares (class attributes and methods):
 * ``cost()``: model evaluations (forward passes) per image at the instance's parameters;
 * ``fast_params``: small settings for the contract tests and smoke runs.
 
+Explainer-aware metrics (the randomisation and robustness families) re-explain under a changed
+model or input, so they need the method that made the maps: a metric with ``needs_explainer =
+True`` is called with one more keyword, ``explainer=`` (the table's instance, already asked
+``supports`` and prepared by the explain stage), and its ``score`` receives it too. It calls
+``explainer.explain`` itself, on private copies of its inputs and never on the shared model (a deep
+copy when it changes weights); the evaluate stage's deadline covers those calls. Its score cells
+need no extra key: the saliency key inside them already names the explainer, its version and
+parameters. Its ``cost()`` counts the re-explanations: ``cost(explainer, model)`` exactly, and
+``cost()`` alone (what a suite's ``max_cost`` sees) with the explainer at one evaluation per map
+and one re-explanation per changed model or input. Score names may be families: a key with a
+wildcard in ``higher_is_better`` (``"spearman@*"``) gives the direction of every score it matches
+(e.g. one per randomised layer).
+
 A field named ``seed`` (the tie-break of :func:`rank_pixels`, a noise seed) defaults to the
 suite's ``seed`` in a run unless the suite sets it. Helpers: :func:`rank_pixels` (stable, seeded
 tie-break: the only sanctioned way to rank pixels), :func:`top_count`, :func:`top_masks`,
@@ -42,6 +55,7 @@ tie-break: the only sanctioned way to rank pixels), :func:`top_count`, :func:`to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 
 from torch import Tensor
@@ -70,6 +84,16 @@ def list_metrics(pattern: str = "*") -> list[str]:
     return registry.list(pattern)
 
 
+class Directions(dict):
+    """``higher_is_better`` whose keys may be shell wildcards: ``get("spearman@fc")`` finds the
+    direction under ``"spearman@*"`` (exact names first)."""
+
+    def get(self, score, default=None):
+        if score in self:
+            return self[score]
+        return next((v for k, v in self.items() if fnmatchcase(score, k)), default)
+
+
 class Metric:
     """Base class of metric plugins (subclasses are dataclasses); see the module docstring."""
 
@@ -79,6 +103,7 @@ class Metric:
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     needs_masks: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
+    needs_explainer: ClassVar[bool] = False  # score() also gets explainer= (see above)
     headline: ClassVar[tuple[str, ...]] = ()
     fast_params: ClassVar[dict[str, Any]] = {}
 
@@ -94,14 +119,25 @@ class Metric:
         targets: Tensor,
         saliency: Tensor,
         masks: Tensor | None = None,
+        explainer=None,
     ) -> dict[str, Tensor]:
         check_inputs(images, saliency, masks, needs_masks=self.needs_masks, metric=self.name)
+        extra = {}
+        if self.needs_explainer:
+            if explainer is None:
+                raise ValueError(
+                    f"metric {self.name!r} re-explains under a changed model or input: pass "
+                    "explainer=<the Explainer instance that made the maps>"
+                )
+            extra["explainer"] = explainer
         saliency = saliency.detach()
         if self.needs_masks:
             masks = masks.detach().to("cpu").bool()
             saliency = saliency.to("cpu")
         maps = resize_maps(saliency, tuple(images.shape[-2:]))
-        scores = self.score(model=model, images=images, targets=targets, saliency=maps, masks=masks)
+        scores = self.score(
+            model=model, images=images, targets=targets, saliency=maps, masks=masks, **extra
+        )
         if not self.needs_masks:
             return {k: v.float() for k, v in scores.items()}
         empty = ~masks.flatten(1).any(1)
@@ -124,6 +160,7 @@ class Metric:
 
 
 __all__ = [
+    "Directions",
     "Metric",
     "create_metric",
     "list_metrics",

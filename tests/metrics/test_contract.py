@@ -1,5 +1,6 @@
 """Contract tests run for every registered metric (no list to maintain), on random, tied and
-constant maps, bad-input handling, and the plugin template as a new user would copy it."""
+constant maps, bad-input handling, and the plugin template as a new user would copy it.
+Explainer-aware metrics (``needs_explainer``) re-explain with a cheap explainer, gradient x input."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import pytest
 import torch
 
+import explainers
 import metrics
 from benchmark.config import load_suite
 from metrics._checks import input_problems
@@ -32,18 +34,41 @@ def _create(name, **params):
     return metrics.create_metric(name, **{**metrics.registry.get(name).fast_params, **params})
 
 
+def _explainer(metric):
+    """What an explainer-aware metric is called with: a cheap explainer (gradient x input)."""
+    return (
+        {"explainer": explainers.create_explainer("gradient_pixel")}
+        if metric.needs_explainer
+        else {}
+    )
+
+
 def _run(name, model, images, targets, saliency, masks, **params):
     metric = _create(name, **params)
     masks = masks if metric.needs_masks else None
-    scores = metric(model=model, images=images, targets=targets, saliency=saliency, masks=masks)
+    scores = metric(
+        model=model,
+        images=images,
+        targets=targets,
+        saliency=saliency,
+        masks=masks,
+        **_explainer(metric),
+    )
     return metric, scores
+
+
+def declared(metric, score: str) -> bool:
+    """``score`` has a direction in ``higher_is_better`` (exactly or under a wildcard key)."""
+    return metric.higher_is_better.get(score) is not None
 
 
 def check_contract(name, model, maps):
     images, targets, saliency, masks = _batch(maps=maps)
     inputs = (images.clone(), saliency.clone(), masks.clone())
     metric, scores = _run(name, model, images, targets, saliency, masks)
-    assert set(scores) == set(metric.higher_is_better), "higher_is_better lists every score"
+    assert all(declared(metric, s) for s in scores), "higher_is_better gives every direction"
+    exact = {s for s in metric.higher_is_better if not any(c in s for c in "*?[")}
+    assert exact <= set(scores), "every score named in higher_is_better is returned"
     for values in scores.values():
         assert values.shape == (3,) and values.dtype == torch.float32
         assert torch.isfinite(values).all()
@@ -83,6 +108,8 @@ def check_metadata(name):
     cost = metric.cost()
     assert isinstance(cost, int) and cost >= 0, "cost(): forward passes per image"
     assert set(cls.headline_scores()) <= set(metric.higher_is_better)
+    if "sanity" in cls.tags:  # the board's sanity table applies passes() to the first headline
+        assert isinstance(cls.passes(0.0), bool) and cls.passes(0.0) != cls.passes(1.0)
 
 
 @pytest.mark.parametrize("maps", ["random", "tied", "constant"])
@@ -104,7 +131,7 @@ def test_metadata(name):
 def check_bad_inputs_name_the_image(name, model):
     images, targets, saliency, masks = _batch()
     metric = _create(name)
-    call = dict(model=model, images=images, targets=targets, masks=masks)
+    call = dict(model=model, images=images, targets=targets, masks=masks, **_explainer(metric))
     nan = saliency.clone()
     nan[1, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="image 1 of the batch: saliency contains NaN"):
@@ -181,3 +208,27 @@ def test_runner_can_drop_bad_images_and_keep_the_rest(small_cnn):
     )
     torch.testing.assert_close(kept["top10"], clean["top10"][keep])
     assert not math.isnan(kept["oracle"].sum().item())
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in metrics.list_metrics() if metrics.registry.get(n).needs_explainer]
+)
+def test_explainer_aware_metrics_say_they_need_the_explainer(name, small_cnn):
+    images, targets, saliency, _ = _batch()
+    with pytest.raises(ValueError, match="pass explainer="):
+        _create(name)(model=small_cnn, images=images, targets=targets, saliency=saliency)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in metrics.list_metrics() if metrics.registry.get(n).needs_explainer]
+)
+def test_explainer_aware_metrics_leave_the_shared_model_and_global_rng_alone(name, small_cnn):
+    images, targets, saliency, masks = _batch()
+    weights = {k: v.clone() for k, v in small_cnn.net.state_dict().items()}
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _run(name, small_cnn, images, targets, saliency, masks)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+    for key, value in small_cnn.net.state_dict().items():
+        assert torch.equal(value, weights[key]), f"{name} changed the shared model's {key}"
