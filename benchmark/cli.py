@@ -258,9 +258,13 @@ def add_leaderboard(p: argparse.ArgumentParser) -> None:
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     """Write PNG grids of heatmaps (image, mask, one overlay per explainer) and an HTML index."""
-    from benchmark.gallery import write_gallery
+    from benchmark.gallery import write_gallery, write_tabular_gallery
     from benchmark.store import ResultsStore
 
+    if _tabular_suite(args.suite):  # beeswarm and summary plots of the suite's rows
+        _use_data_dir(args)
+        print(write_tabular_gallery(args.suite, args.out))
+        return 0
     suite = _suite(args)
     print(
         write_gallery(

@@ -7,6 +7,10 @@ heatmaps (captum's ``visualize_image_attr`` convention): a map with negative val
 diverging colour map centred on 0, a non-negative one with a sequential map from 0; both are
 clipped at the 99th percentile of |S| (``CLIP_PERCENTILE``), so a few extreme pixels cannot wash
 out the rest; each map has its colour bar. Targets are shown by class name.
+
+A tabular suite's gallery (:func:`write_tabular_gallery`) holds the seed study's beeswarm and
+summary (mean |attribution|) plots of every model and explainer, one section per (table, model)
+at the anchor its board and site page cite.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from benchmark.config import Suite
 from benchmark.explain import explain_batch
-from benchmark.leaderboard import headline_scores
+from benchmark.leaderboard import anchor_of, headline_scores
 from benchmark.runner import RunSummary, open_table, resolve_device
 from benchmark.store import ResultsStore
 
@@ -73,6 +77,58 @@ def write_gallery(
         f"<h1>Gallery: {title}</h1>\n<p>Rows: images; columns: image, mask, one heatmap per "
         "explainer (clipped at the 99th percentile of |S|; diverging colours for signed maps), with "
         "the image's headline scores under it.</p>\n" + "\n".join(items) + "\n"
+    )
+    return index
+
+
+def write_tabular_gallery(
+    suite_name: str,
+    out_dir: str | Path = "gallery",
+    *,
+    class_name: str | None = None,
+    data_dir: str | None = None,
+) -> Path:
+    """Write ``out_dir/<suite>/index.html`` with the beeswarm and summary PNGs of every (table,
+    model, explainer) of tabular suite ``suite_name`` (:func:`benchmark.tabular.run.plot_suite`:
+    the suite's rows, all explained for one class), and n/a lines; returns the index."""
+    from benchmark.tabular.run import load_tabular_suite, plot_suite
+
+    suite = load_tabular_suite(suite_name)
+    out = Path(out_dir) / _file_name(suite.name)
+    plots = plot_suite(suite_name, out, class_name=class_name, data_dir=data_dir)
+    title = html.escape(suite.name)
+    items = [
+        f"<h1>Gallery: {title}</h1>",
+        "<p>Per model and explainer, every row of the board explained for one class: the "
+        "beeswarm (each row's attribution of each feature, coloured by the feature's value) and "
+        "the summary (mean |attribution| per feature).</p>",
+    ]
+    section = None
+    for plot in plots:
+        if (plot.dataset, plot.model) != section:
+            section = (plot.dataset, plot.model)
+            anchor = anchor_of(suite.name, plot.dataset, plot.model)
+            items.append(
+                f'<h2 id="{anchor}">{html.escape(plot.dataset)} / {html.escape(plot.model)}: '
+                f"class {html.escape(plot.class_name)}</h2>"
+            )
+        if plot.not_applicable:
+            items.append(
+                f"<p>{html.escape(plot.explainer)}: n/a: {html.escape(plot.not_applicable)}</p>"
+            )
+            continue
+        images = "".join(
+            f'<img src="{html.escape(path.name)}" alt="{html.escape(path.stem)}" '
+            'style="max-width:49%">'
+            for path in plot.paths
+        )
+        items.append(f"<h3>{html.escape(plot.explainer)}</h3>\n<p>{images}</p>")
+    index = out / "index.html"
+    index.write_text(
+        f"<!doctype html>\n<meta charset='utf-8'><title>Gallery: {title}</title>\n"
+        + "\n".join(items)
+        + "\n",
+        "utf-8",
     )
     return index
 

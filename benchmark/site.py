@@ -5,9 +5,12 @@ Per (dataset, model), as on the markdown board and with the same citable anchors
 table of headline scores (click a column heading to sort by it; each cell's title gives the mean,
 its 95% bootstrap CI and N), the per-metric tables with every score and its CI in a detail row, and
 the curves people read as inline SVG plots: for each metric whose scores are a curve over removal
-fractions (``morf@0.1``, ``lerf@0.1``, ... as ROAD accuracy records them), one line per explainer
-and order. Each section links the suite's gallery (``gallery/<suite>/index.html`` beside the
-site, if it has been written). No script, style sheet or font comes from the network.
+fractions (``morf@0.1``, ``lerf@0.1``, ... as ROAD accuracy records them; ``deletion@0.1``, ...
+as the tabular removal curves do), one line per explainer and order. Each section links the
+suite's gallery (``gallery/<suite>/index.html`` beside the site, once written by ``python -m
+benchmark gallery --suite NAME``): heatmaps for an image suite, the beeswarm and summary plots of
+each model and explainer, at the section's anchor, for a tabular one (its runs say ``kind =
+"tabular"``). No script, style sheet or font comes from the network.
 """
 
 from __future__ import annotations
@@ -82,19 +85,26 @@ def write_site(store: ResultsStore, suites: list[str], out_dir: str | Path = "si
 def render_page(store: ResultsStore, suite: str) -> str:
     """The page of one suite (deterministic: it depends on the store's rows only)."""
     data = collect(store, suite)
+    tabular = any(r.get("config", {}).get("kind") == "tabular" for r in store.runs(suite))
+    unit = "rows" if tabular else "images"
+    definitions = (
+        "each module's docstring in benchmark/tabular/metrics/" if tabular else "docs/METRICS.md"
+    )
     body = [f"<h1>Leaderboard: {html.escape(suite)}</h1>"]
     body.append(
-        "<p>Mean over images; hover a cell for its 95% bootstrap CI and N; click a heading to "
-        "sort. ↑/↓ = higher/lower is better; bold = best (ranked on the images every explainer "
-        "has). Definitions: docs/METRICS.md.</p>"
+        f"<p>Mean over {unit}; hover a cell for its 95% bootstrap CI and N; click a heading to "
+        f"sort. ↑/↓ = higher/lower is better; bold = best (ranked on the {unit} every explainer "
+        f"has). Definitions: {definitions}.</p>"
     )
     gallery = f"../gallery/{_file(suite)}/index.html"
+    gallery_text = "beeswarm and summary plots" if tabular else "heatmap gallery"
     for dataset, model in sorted(data, key=lambda k: (natural_key(k[0]), natural_key(k[1]))):
         metrics_data = data[(dataset, model)]
         anchor = anchor_of(suite, dataset, model)
         body.append(
             f'<h2 id="{anchor}">Table {html.escape(suite)}/{html.escape(dataset)}/'
-            f'{html.escape(model)}</h2><p><a href="{gallery}">heatmap gallery</a></p>'
+            f'{html.escape(model)}</h2><p><a href="{gallery}{"#" + anchor if tabular else ""}">'
+            f"{gallery_text}</a></p>"
         )
         body += _summary(metrics_data)
         for metric in sorted(m for m in metrics_data if m != RUNTIME):
@@ -190,10 +200,11 @@ def _curves(metric: str, scores: dict, explainers: list[str]) -> list[str]:
             f'<text x="{width + 5}" y="{12 + 12 * k}" fill="{colour}">'
             f"{html.escape(explainer)} {html.escape(order)}</text>"
         )
+    moved = "inserted" if {order for _, order in points} == {"insertion"} else "removed"
     axes = (
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>'
-        f'<text x="{width / 2}" y="{height - 5}">fraction removed</text>'
+        f'<text x="{width / 2}" y="{height - 5}">fraction {moved}</text>'
         f'<text x="2" y="{pad - 8}">{fmt(high)}</text><text x="2" y="{height - pad}">{fmt(low)}</text>'
     )
     total = width + 220

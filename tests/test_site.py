@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from benchmark.cli import main
 from benchmark.config import parse_suite
 from benchmark.runner import run_suite
@@ -102,5 +104,90 @@ def test_sorting_in_a_real_browser(tmp_path, data_dir):
         assert svg.size["width"] > 300 and svg.is_displayed()
         assert len(svg.find_elements(By.TAG_NAME, "polyline")) == 2
         driver.save_screenshot(str(tmp_path / "site.png"))
+    finally:
+        driver.quit()
+
+
+TABULAR_SUITE = """
+dataset = "fetal-health"
+rows = 6
+models = ["random_forest"]
+explainers = ["random", "shap_tree_path"]
+metrics = ["feature_deletion", "feature_insertion"]
+"""
+
+
+@pytest.fixture(scope="module")
+def tabular_site(tmp_path_factory, data_dir):
+    """A tiny tabular suite run into a store, its site page and (through the CLI) its gallery."""
+    import benchmark.tabular.run as tabular_run
+
+    root = tmp_path_factory.mktemp("tabular")
+    (root / "suites").mkdir()
+    (root / "suites" / "tiny.toml").write_text(TABULAR_SUITE)
+    with pytest.MonkeyPatch.context() as patch:  # "tiny" as a built-in tabular suite
+        patch.setattr(tabular_run, "SUITES_DIR", root / "suites")
+        store = ResultsStore(root / "s.sqlite")
+        tabular_run.run_tabular("tiny", store, log=lambda _: None)
+        assert main(["site", "--store", str(root / "s.sqlite"), "--out", str(root / "site")]) == 0
+        assert main(["gallery", "--suite", "tiny", "--out", str(root / "gallery")]) == 0
+    return root, store
+
+
+def test_a_tabular_suite_gets_its_page_with_removal_curves_and_a_plot_gallery(tabular_site):
+    root, store = tabular_site
+    page = render_page(store, "tiny")
+    assert page == render_page(store, "tiny") == (root / "site" / "tiny.html").read_text()
+    anchor = "tiny-fetal-health-random_forest"
+    assert f'id="{anchor}"' in page and f'id="{anchor}-feature_deletion"' in page
+    assert "Mean over rows" in page and re.search(r'title="mean [^"]*95% CI', page)
+    for metric, moved in (("feature_deletion", "removed"), ("feature_insertion", "inserted")):
+        (svg,) = re.findall(rf'<svg [^>]*aria-label="{metric} curves".*?</svg>', page)
+        assert svg.count("<polyline") == 2, "one curve per explainer"
+        assert f"fraction {moved}" in svg and "shap_tree_path" in svg
+    link = f"../gallery/tiny/index.html#{anchor}"
+    assert f'<a href="{link}">beeswarm and summary plots</a>' in page
+    gallery = (root / "gallery" / "tiny" / "index.html").read_text()
+    assert f'<h2 id="{anchor}">' in gallery, "the site's link lands on the model's section"
+    images = re.findall(r'<img src="([^"]+)"', gallery)
+    assert sorted(images) == [
+        f"random_forest--{e}--pathological--{k}.png"
+        for e in ("random", "shap_tree_path")
+        for k in ("beeswarm", "summary")
+    ]
+    assert all((root / "gallery" / "tiny" / name).stat().st_size > 5000 for name in images)
+
+
+def test_the_tabular_page_sorts_and_plots_in_a_real_browser(tabular_site):
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium
+
+    root, _ = tabular_site
+    driver = chromium()
+    try:
+        driver.get((root / "site" / "tiny.html").as_uri())
+        table = driver.find_element(By.TAG_NAME, "table")
+        deletion = table.find_elements(By.CSS_SELECTOR, "th.sortable")[1]
+        assert deletion.text.startswith("feature_deletion deletion_auc")
+        deletion.click()  # descending: the random baseline deletes worst (highest AUC)
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        values = [
+            float(r.find_elements(By.TAG_NAME, "td")[1].get_attribute("data-value")) for r in rows
+        ]
+        assert values == sorted(values, reverse=True)
+        assert rows[0].find_element(By.TAG_NAME, "td").text == "random"
+        details = driver.find_element(By.ID, "tiny-fetal-health-random_forest-feature_deletion")
+        details.find_element(By.TAG_NAME, "summary").click()
+        svg = details.find_element(By.CSS_SELECTOR, "svg[aria-label='feature_deletion curves']")
+        assert svg.is_displayed() and svg.size["width"] > 300
+        assert len(svg.find_elements(By.TAG_NAME, "polyline")) == 2
+        driver.find_element(By.LINK_TEXT, "beeswarm and summary plots").click()
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) == 4
+        assert all(
+            driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in images
+        )
+        driver.save_screenshot(str(root / "gallery.png"))
     finally:
         driver.quit()
