@@ -5,23 +5,30 @@ and the map is their sum over channels (signed unless the plugin says abs). Each
 citation is the first line of its description. What the adapter takes care of:
 
 * Batching: integrated gradients through ``internal_batch_size``, the noise tunnels through
-  ``nt_samples_batch_size``, occlusion and feature ablation through ``perturbations_per_eval``:
-  all run settings (they never change the numbers).
-* Randomised methods (SmoothGrad, VarGrad, GradientSHAP) draw from torch's generator forked and
-  seeded per image from ``seed`` and the image's content, so a map is reproducible and does not
-  depend on the batch; the global random state is left as it was.
+  ``nt_samples_batch_size``, occlusion, feature ablation, KernelSHAP and LIME through
+  ``perturbations_per_eval``: all run settings (they never change the numbers).
+* Randomised methods (SmoothGrad, VarGrad, GradientSHAP, KernelSHAP, LIME) draw from torch's
+  generator forked and seeded per image from ``seed`` and the image's content, so a map is
+  reproducible and does not depend on the batch; the global random state is left as it was.
 * Noise: SmoothGrad / VarGrad take their noise std as a fraction (``noise_level``) of the input
   range (the [0, 1] pixel range in the model's normalised space, 1 / std), as in the SmoothGrad
   paper, never captum's absolute default of 1.0.
 * Baselines: zero, which is the data mean in normalised space (integrated gradients, DeepLift,
-  occlusion, feature ablation); GradientSHAP draws its baselines from the images given to
-  ``prepare`` (a seeded sample), else from the zero baseline.
-* Hook-based methods (GuidedBackprop, Deconvolution, DeepLift) run on a deep copy of the network
-  with every ``inplace`` flag off (captum's module hooks break on in-place ReLUs); the copy is
-  cached per network. They refuse, through ``supports()``, models they would silently get wrong:
-  GuidedBackprop / Deconvolution without ``nn.ReLU`` modules (they never see ``F.relu`` or GELU);
-  DeepLift on models with a non-linearity captum has no rule for (GELU, SiLU, LayerNorm,
-  attention: it would use the plain gradient) or a non-linear module used twice in one forward.
+  occlusion, feature ablation, KernelSHAP, LIME); GradientSHAP and DeepLiftShap take theirs from
+  the images given to ``prepare`` (a seeded sample), else the zero baseline.
+* Superpixels (KernelSHAP, LIME): captum's ``feature_mask`` is the project's seeded segmentation
+  (:func:`explainers._segmentation.superpixels`, as the ``lime`` plugin uses), one per image.
+* Guided Grad-CAM's layer is the model adapter's NCHW feature map
+  (``Classifier.forward_with_features``), passed through an identity module captum hooks.
+* Hook-based methods (GuidedBackprop, Deconvolution, Guided Grad-CAM, DeepLift, DeepLiftShap, LRP)
+  run on a deep copy of the network with every ``inplace`` flag off (captum's module hooks break
+  on in-place ReLUs); the copy is cached per network. They refuse, through ``supports()``, models
+  they would silently get wrong: GuidedBackprop / Deconvolution / Guided Grad-CAM without
+  ``nn.ReLU`` modules (they never see ``F.relu`` or GELU), Guided Grad-CAM also without a feature
+  map; DeepLift on models with a non-linearity captum has no rule for (GELU, SiLU, LayerNorm,
+  attention: it would use the plain gradient) or a non-linear module used twice in one forward;
+  LRP on any layer without a captum rule, a layer used twice, or computation between layers
+  (residual additions, concatenations, functional ops, which it would treat as plain gradients).
 """
 
 from __future__ import annotations
