@@ -87,6 +87,18 @@ def captured_attention(net: nn.Module) -> Iterator[list[Tensor]]:
             m.fused_attn = flag
 
 
+def require_attention(attentions: list[Tensor], net: nn.Module) -> list[Tensor]:
+    """The captured maps, or an error if a block's attention was not seen (e.g. a subclass of
+    timm's Attention whose forward does not go through ``attn_drop``)."""
+    expected = len(_attention_modules(net))
+    if len(attentions) != expected:
+        raise FeatureLayerError(
+            f"captured {len(attentions)} attention maps from {expected} timm Attention modules: "
+            "their forward does not compute attention through attn_drop on the unfused path"
+        )
+    return attentions
+
+
 def class_token_map(relevance: Tensor, net: nn.Module, image_size: tuple[int, int]) -> Tensor:
     """Row 0 (the class token) of a token-to-token matrix [B, T, T], over the patch tokens only,
     as a [B, h, w] patch-grid map."""

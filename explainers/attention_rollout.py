@@ -21,6 +21,7 @@ from explainers._attention import (
     check_supported,
     class_token_map,
     identity_like,
+    require_attention,
     unsupported,
 )
 
@@ -54,6 +55,6 @@ class AttentionRollout(Explainer):
         check_supported(model)
         with captured_attention(model.net) as attentions:
             model(images)
-        relevance = rollout([a.double() for a in attentions])
+        relevance = rollout([a.double() for a in require_attention(attentions, model.net)])
         maps = class_token_map(relevance, model.net, images.shape[-2:])
         return upsample(maps, images.shape[-2:])

@@ -27,6 +27,7 @@ from explainers._attention import (
     check_supported,
     class_token_map,
     identity_like,
+    require_attention,
     unsupported,
 )
 
@@ -59,7 +60,7 @@ class GradientRollout(Explainer):
         x = images.detach().requires_grad_(True)
         with torch.enable_grad(), captured_attention(model.net) as attentions:
             scores = target_scores(model(x), targets)
-            gradients = torch.autograd.grad(scores.sum(), attentions)
+            gradients = torch.autograd.grad(scores.sum(), require_attention(attentions, model.net))
         relevance = gradient_rollout(
             [a.detach().double() for a in attentions], [g.double() for g in gradients]
         )
