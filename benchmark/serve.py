@@ -262,12 +262,20 @@ def decode_image(data: bytes) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = previous
 
 
+def image_datasets() -> list[str]:
+    """The dataset cards the page offers: image sets only (a tabular card has no pictures)."""
+    from benchmark.data import list_datasets, read_card
+
+    return [d for d in list_datasets() if read_card(d).get("kind") != "tabular"]
+
+
 def dataset_image(name: str, index: int) -> np.ndarray:
     """Image ``index`` of a built-in dataset's test split, as uint8 pixels."""
-    from benchmark.data import DataError, list_datasets, load_dataset
+    from benchmark.data import DataError, load_dataset
 
-    if name not in list_datasets():
-        raise InputError(f"unknown dataset {name!r}.{did_you_mean(name, list_datasets())}")
+    known = image_datasets()
+    if name not in known:
+        raise InputError(f"unknown image dataset {name!r}.{did_you_mean(name, known)}")
     if not 0 <= index < 10_000:
         raise InputError(f"image index {index} is out of range")
     try:
@@ -389,9 +397,7 @@ def _form(explorer: Explorer) -> str:
         f'<label><input type="checkbox" name="explainer" value="{n}"{" checked" if n in ("grad_cam", "center") else ""}> {n}</label> '
         for n in explorer.explainer_names()
     )
-    from benchmark.data import list_datasets
-
-    datasets = "".join(f"<option>{html.escape(d)}</option>" for d in ["", *list_datasets()])
+    datasets = "".join(f"<option>{html.escape(d)}</option>" for d in ["", *image_datasets()])
     return f"""<form method="post" action="/explain" enctype="multipart/form-data">
 <p><label>Image (PNG or JPEG): <input type="file" name="image" accept="image/png,image/jpeg"></label>
 or from a dataset: <select name="dataset">{datasets}</select> image <input name="index" value="0" size="4"></p>

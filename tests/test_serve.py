@@ -71,6 +71,15 @@ def test_grey_images_and_dataset_images_work(client, data_dir):
     assert client.post("/explain", data=data).status_code == 200
 
 
+def test_the_page_offers_image_datasets_only(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "<option>voc-masks</option>" in page and "fetal-health" not in page
+    data = {"model": "cnn_gap", "explainer": ["center"], "dataset": "fetal-health", "index": "0"}
+    response = client.post("/explain", data=data)
+    assert response.status_code == 400
+    assert "unknown image dataset 'fetal-health'" in html.unescape(response.get_data(as_text=True))
+
+
 def test_faithfulness_scores_on_request(client, explorer, samoyed):
     page = _post(client, samoyed).get_data(as_text=True)
     image_id = page.split('data-image="')[1].split('"')[0]
