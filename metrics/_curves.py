@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.maps import generators
 from metrics import Metric, rank_pixels, setting, target_probabilities
 
-SUBSTRATES = ("mean", "black", "blur")
+SUBSTRATES = ("mean", "black", "blur", "minimum", "uniform")
 OUTPUTS = ("probability", "logit")
 
 
@@ -44,13 +45,23 @@ def rise_blur(images: Tensor, size: int = 11, sigma: float = 5.0) -> Tensor:
     return F.conv2d(images, kernel, padding=size // 2, groups=channels)
 
 
-def substrate(model, images: Tensor, kind: str, blur_size: int, blur_sigma: float) -> Tensor:
+def substrate(
+    model, images: Tensor, kind: str, blur_size: int, blur_sigma: float, seed: int = 0
+) -> Tensor:
     """``mean``: 0 in normalised space (the dataset mean colour); ``black``: 0 in pixel space;
-    ``blur``: :func:`rise_blur` of the normalised image."""
+    ``blur``: :func:`rise_blur` of the normalised image; ``minimum``: the image's own minimum over
+    all channels and pixels of the normalised input (Quantus's "black"); ``uniform``: i.i.d.
+    U[0, 1) pixels, every channel, normalised (Samek et al.'s noise), drawn per image from
+    :func:`benchmark.maps.generators` (``seed`` and the image's bytes: batch-independent)."""
     if kind == "mean":
         return torch.zeros_like(images)
     if kind == "black":
         return model.normalize(torch.zeros_like(images))
+    if kind == "minimum":
+        return images.amin(dim=(1, 2, 3), keepdim=True).expand_as(images).clone()
+    if kind == "uniform":
+        noise = [torch.rand(images.shape[1:], generator=g) for g in generators(images, seed)]
+        return model.normalize(torch.stack(noise).to(images))
     return rise_blur(images, blur_size, blur_sigma)
 
 
@@ -82,22 +93,24 @@ def game_curves(
     output: str = "probability",
     chunk_rows: int = 256,
 ) -> Tensor:
-    """Target scores [B, len(counts)]: row (i, k) is ``start[i]`` with its ``counts[k]`` first
-    pixels of ``order[i]`` taken from ``finish[i]``."""
+    """Target scores [B, P]: row (i, k) is ``start[i]`` with its ``counts[k]`` first pixels of
+    ``order[i]`` taken from ``finish[i]``; ``counts`` is [P] (every image) or [B, P] (per image,
+    e.g. regions of unequal size)."""
     batch, channels, height, width = start.shape
     device = start.device
     n = height * width
     positions = torch.empty_like(order)  # rank of every pixel: inverse of the ordering
     positions.scatter_(1, order, torch.arange(n, device=order.device).expand(batch, n))
-    positions, counts, targets = positions.to(device), counts.to(device), targets.to(device)
-    points = len(counts)
+    positions, targets = positions.to(device), targets.to(device)
+    counts = counts.to(device).expand(batch, -1)
+    points = counts.shape[1]
     rows = torch.arange(batch * points, device=device)
     image_of, step_of = rows // points, rows % points
     chunk_rows = max(chunk_rows, batch_size)
     scores = []
     for s in range(0, len(rows), chunk_rows):
         i, k = image_of[s : s + chunk_rows], step_of[s : s + chunk_rows]
-        moved = (positions[i] < counts[k][:, None]).view(-1, 1, height, width)
+        moved = (positions[i] < counts[i, k][:, None]).view(-1, 1, height, width)
         perturbed = torch.where(moved, finish[i], start[i])
         if output == "probability":
             scores.append(target_probabilities(model, perturbed, targets[i], batch_size))
@@ -143,7 +156,7 @@ class GameMetric(Metric):
         """[B, steps + 1] target scores along the game."""
         height, width = images.shape[-2:]
         order = rank_pixels(saliency, images, self.seed)
-        base = substrate(model, images, self.substrate, self.blur_size, self.blur_sigma)
+        base = substrate(model, images, self.substrate, self.blur_size, self.blur_sigma, self.seed)
         start, finish = (base, images) if self.insert else (images, base)
         counts = step_counts(self.steps, height * width)
         return game_curves(
