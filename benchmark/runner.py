@@ -197,5 +197,8 @@ def fill_batch(table: Table, batch, device: torch.device, names=None) -> None:
 
 def record_data_problems(table: Table) -> None:
     """A failure for each image the dataset could not read while it was iterated."""
+    from benchmark.data import portable
+
     for image, message in table.dataset.problems:
-        table.fail(key_of("data", table.entry.dataset, image), "*", None, image, "data", message)
+        key = key_of("data", table.entry.dataset, image)
+        table.fail(key, "*", None, image, "data", portable(message))

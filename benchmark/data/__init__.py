@@ -39,7 +39,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._base import Batch, DataChecksumError, DataError, Dataset
-from ._files import cache_root, data_root, download, list_datasets, locate, read_card, verify
+from ._files import (
+    cache_root,
+    data_root,
+    download,
+    list_datasets,
+    locate,
+    portable,
+    read_card,
+    verify,
+)
 from ._loaders import LOADERS, coco_union_mask
 
 __all__ = [
@@ -54,6 +63,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "locate",
+    "portable",
     "read_card",
     "verify",
 ]

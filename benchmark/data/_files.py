@@ -40,6 +40,19 @@ def data_root() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def portable(message: str) -> str:
+    """``message`` with the local data and cache folders written as ``$BENCHMARK_DATA_DIR`` and
+    ``$BENCHMARK_CACHE_DIR``, so a failure recorded on one machine reads the same on a board
+    built anywhere."""
+    folders = {CACHE_ENV: cache_root(), DATA_ENV: data_root()}
+    for env, folder in folders.items():
+        if folder is None:
+            continue
+        for form in sorted({str(folder.resolve()), str(folder)}, key=len, reverse=True):
+            message = message.replace(form.rstrip("/") + "/", f"${env}/")
+    return message
+
+
 def cache_root() -> Path:
     """Where downloads and trained models go: ``$BENCHMARK_CACHE_DIR`` or ~/.cache/explainer-benchmark."""
     value = os.environ.get(CACHE_ENV)

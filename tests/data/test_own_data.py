@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from benchmark.data import DataError, coco_union_mask, load_dataset, read_card
+from benchmark.data import DataError, coco_union_mask, load_dataset, portable, read_card
 from benchmark.data.__main__ import main as data_main
 from benchmark.data._loaders import inside, load_coco_folder, unsafe_file_name
 
@@ -236,3 +236,16 @@ def test_a_folder_dataset_is_named_without_its_path(tmp_path):
         assert str(tmp_path) not in json.dumps(ds.card, default=str)
     clash = _folder(tmp_path / "synthetic", [_record(1, "a.png")])
     assert load_dataset(str(clash)).name == "synthetic-folder"  # not the built-in set's name
+
+
+def test_recorded_messages_name_files_relative_to_the_data_and_cache_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    message = (
+        f"{tmp_path}/data/voc-masks/annotations.json: image 3 has no file; "
+        f"see {tmp_path}/cache/models/cnn_gap.pt and /elsewhere/x.json"
+    )
+    assert portable(message) == (
+        "$BENCHMARK_DATA_DIR/voc-masks/annotations.json: image 3 has no file; "
+        "see $BENCHMARK_CACHE_DIR/models/cnn_gap.pt and /elsewhere/x.json"
+    )
