@@ -444,8 +444,42 @@ def _register_efficientnet_lite(variant: int, side: int, sha256: str) -> None:
     registry.register(name, tags=("imagenet", "cam"), requires=requires)(factory)
 
 
+def _register_efficientnet_lite_transfer(variant: int, side: int) -> None:
+    """``efficientnet_liteN_transfer``: the ImageNet Lite with a new linear head, which the harness
+    trains on a dataset (:mod:`benchmark.training`), as the seed chest X-ray study put a few
+    trained layers on ImageNet ResNet50 / VGG16."""
+    name = f"efficientnet_lite{variant}_transfer"
+
+    def factory(
+        num_classes: int = 2, in_chans: int = 3, pretrained: bool = False, **kw: Any
+    ) -> Classifier:
+        if pretrained:
+            _no_published_weights(name)
+        if in_chans != 3:
+            raise ValueError(
+                f"{name} keeps the ImageNet backbone's 3 input channels, not {in_chans}: load "
+                "grey images with channels=3 (the grey replicated), as the harness does"
+            )
+        model = load_model(f"efficientnet_lite{variant}", pretrained=True, **kw)
+        fc = model.net.get_classifier()
+        model.net.model._fc = nn.Linear(fc.in_features, num_classes)  # the new head
+        model.net.num_classes, model.name, model.weights_sha256 = num_classes, name, None
+        return model
+
+    factory.__name__ = factory.__qualname__ = f"_{name}"
+    factory.__doc__ = (
+        f"EfficientNet-Lite{variant} ({side} px) ImageNet backbone with a new linear head the harness "
+        "trains (transfer learning, as the seed chest X-ray study)."
+    )
+    requires = ("efficientnet_lite_pytorch",)
+    registry.register(name, tags=("imagenet", "cam", "trainable", "transfer"), requires=requires)(
+        factory
+    )
+
+
 for _variant, (_side, _sha256) in EFFICIENTNET_LITES.items():
     _register_efficientnet_lite(_variant, _side, _sha256)
+    _register_efficientnet_lite_transfer(_variant, _side)
 
 
 # -- loading ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from PIL import Image
 
 from benchmark.files import ChecksumError
 from benchmark.models import Classifier, FeatureLayerError, list_models, load_model
+from benchmark.models import registry as model_registry
 from explainers import create_explainer
 
 
@@ -133,6 +134,28 @@ def test_efficientnet_lite1_and_lite2_recognise_the_samoyed_offline(
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     probs = model.probabilities(model.normalize(pixels))[0]
     assert probs.argmax().item() == 258 and abs(probs[258].item() - probability) < 0.03
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in model_registry.names() if "transfer" in model_registry.entry(n).tags]
+)
+def test_transfer_lites_are_the_imagenet_backbone_with_a_new_head(name):
+    base = load_model(name.removesuffix("_transfer"), pretrained=True)
+    model = load_model(name, num_classes=3)
+    assert model.input_size == base.input_size and model.num_classes == 3
+    assert model.weights_sha256 is None  # not the ImageNet checkpoint any more
+    head = model.linear_head()
+    assert head.out_features == 3 and head.in_features == base.linear_head().in_features
+    imagenet, state = base.net.state_dict(), model.net.state_dict()
+    assert all(torch.equal(state[k], imagenet[k]) for k in state if not k.startswith("model._fc"))
+    maps = create_explainer("cam").explain(
+        model, torch.zeros(1, *model.input_size), torch.tensor([2])
+    )
+    assert maps.shape == (1, *model.input_size[1:])
+    with pytest.raises(ValueError, match="3 input channels, not 1"):
+        load_model(name, in_chans=1)
+    with pytest.raises(ValueError, match=f"benchmark train {name}"):
+        load_model(name, pretrained=True)
 
 
 @pytest.mark.parametrize("name", ["cnn_gap", "cnn_shallow", "cnn_svm", "resnet18"])
