@@ -188,9 +188,12 @@ def collect(store: ResultsStore, suite: str) -> dict[tuple[str, str], dict[str, 
 
 
 def render(store: ResultsStore, suite: str, store_label: str = "results/benchmark.sqlite") -> str:
-    """The whole board of ``suite`` as markdown: per dataset, one section per model, the seed
-    layouts, the failures, the provenance. Depends only on the store's rows (sorted), so the
-    same store always gives the same bytes."""
+    """The whole board of ``suite`` as markdown: per dataset, one section per model (ending with
+    the analysis tables of :mod:`benchmark.analysis`), the explanation agreement between its
+    models, the seed layouts, the failures, the provenance. Depends only on the store's rows
+    (sorted), so the same store always gives the same bytes."""
+    from benchmark import analysis  # it builds on this module's helpers
+
     data = collect(store, suite)
     failures = store.failures(suite)
     failed = defaultdict(int)
@@ -215,6 +218,8 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
         models = sorted({m for d, m in data if d == dataset}, key=natural_key)
         for model in models:
             out += _model_section(store, suite, dataset, model, data[(dataset, model)], failed)
+        for table in analysis.map_agreement_tables(store, suite, dataset, models):
+            out += table.markdown()
         out += _seed_layouts(suite, dataset, {m: data[(dataset, m)] for m in models})
     if failures:
         out += [
@@ -236,8 +241,11 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
 
 
 def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
-    """One citable table group: the model's provenance line, the summary, the runtimes, and one
-    table per metric with every score, its CI and N."""
+    """One citable table group: the model's provenance line, the summary, the runtimes, one
+    table per metric with every score, its CI and N, then the ranks, family ranks, metric
+    agreement and sanity tables (:func:`benchmark.analysis.model_tables`)."""
+    from benchmark import analysis
+
     anchor = anchor_of(suite, dataset, model)
     explainers = sorted(
         {e for scores in metrics_data.values() for per in scores.values() for e in per},
@@ -285,6 +293,8 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
                 "explainers have fewer (see N and the Failures section).",
                 "",
             ]
+    for table in analysis.model_tables(suite, dataset, model, metrics_data, explainers):
+        out += table.markdown()
     return out
 
 
