@@ -9,8 +9,14 @@ import torch
 from benchmark import provenance
 from benchmark.cli import main
 from benchmark.files import file_digest
-from benchmark.models import registry
-from benchmark.training import RECIPES, Recipe, trainable_models, trained_model
+from benchmark.models import load_model, registry
+from benchmark.training import (
+    RECIPES,
+    SEED_TRANSFER_SCORES,
+    Recipe,
+    trainable_models,
+    trained_model,
+)
 from explainers import create_explainer
 
 
@@ -121,12 +127,13 @@ def test_train_command(cache, capsys):
 
 
 def test_untrainable_models_are_refused(cache):
-    with pytest.raises(ValueError, match="trains cnn_gap, cnn_shallow, cnn_svm, not 'resnet50'"):
+    with pytest.raises(ValueError, match="trains cnn_gap, cnn_shallow, cnn_svm, .*not 'resnet50'"):
         trained_model("resnet50", "synthetic", cache_dir=cache)
 
 
 def test_trainable_models_are_the_registrys_trainable_tag(monkeypatch):
-    assert trainable_models() == ["cnn_gap", "cnn_shallow", "cnn_svm"]
+    transfer = [f"efficientnet_lite{v}_transfer" for v in range(3)]
+    assert trainable_models() == ["cnn_gap", "cnn_shallow", "cnn_svm", *transfer]
     assert {model for model, _ in RECIPES} <= set(trainable_models())
     toy = dataclasses.replace(registry.entry("cnn_gap"), name="toy", tags=("trainable",))
     monkeypatch.setitem(registry._entries, "toy", toy)  # a model that declares it: trained
@@ -144,6 +151,68 @@ def test_recipe_fields_are_the_cache_keys():
         "svm_epochs": 30,
         "svm_c": 1.0,
     }
+
+
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ({"epochs": 0}, "epochs must be a whole number >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number >= 1"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
+    ],
+)
+def test_bad_recipes_are_refused_with_the_field_named(bad, problem):
+    with pytest.raises(ValueError, match=problem):
+        Recipe(**bad)
+
+
+# -- transfer learning: the ImageNet Lites with a head trained here --------------------------------
+
+
+def _transfer(cache_dir, **kw):
+    """A quick transfer training: 16 X-rays of each split, two epochs of the head."""
+    return trained_model(
+        "efficientnet_lite0_transfer",
+        "pneumonia",
+        epochs=2,
+        limit=16,
+        cache_dir=cache_dir,
+        progress=False,
+        **kw,
+    )
+
+
+def test_transfer_head_trains_on_grey_x_rays_is_cached_and_reproducible(tmp_path, data_dir):
+    model = _transfer(tmp_path / "a")
+    info = model.info
+    assert not info["cached"] and info["train_size"] == info["test_size"] == 16
+    assert 0 <= info["test_accuracy"] <= 1 and 0 <= info["test_roc_auc"] <= 1
+    assert info["seed_study_scores"] == SEED_TRANSFER_SCORES["pneumonia"]
+    # grey X-rays go in as the backbone's 3 channels at its input size, normalised its way
+    assert model.input_size == (3, 224, 224) and model.mean == model.std == (0.5, 0.5, 0.5)
+
+    # the head-only recipe leaves every backbone weight at its ImageNet value
+    imagenet = load_model("efficientnet_lite0", pretrained=True).net.state_dict()
+    trained = model.net.state_dict()
+    head = {"model._fc.weight", "model._fc.bias"}
+    assert set(trained) == set(imagenet)
+    assert all(torch.equal(trained[k], imagenet[k]) for k in set(trained) - head)
+    assert trained["model._fc.weight"].shape == (2, 1280)
+
+    again = _transfer(tmp_path / "a")
+    assert again.info["cached"] and _same_weights(model, again) and again.mean == model.mean
+    elsewhere = _transfer(tmp_path / "b")  # same seed, new cache: the same weights, bit for bit
+    assert not elsewhere.info["cached"] and elsewhere.info["sha256"] == info["sha256"]
+    reseeded = _transfer(tmp_path / "a", seed=1)
+    assert reseeded.info["cache_key"] != info["cache_key"] and not _same_weights(model, reseeded)
+
+
+def test_transfer_models_refuse_flips(tmp_path, data_dir, monkeypatch):
+    recipe = Recipe(epochs=1, hflip=True)
+    monkeypatch.setitem(RECIPES, ("efficientnet_lite0_transfer", "pneumonia"), recipe)
+    with pytest.raises(ValueError, match="hflip is not available for transfer models"):
+        _transfer(tmp_path)
 
 
 # -- provenance (benchmark/provenance.py) ----------------------------------------------------------
