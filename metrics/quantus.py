@@ -24,11 +24,13 @@ Completeness, PointingGame) become 1.0 / 0.0. Where Quantus returns a curve per 
 * A score Quantus leaves undefined (NaN: a correlation with a constant side, e.g. any correlation
   metric on a constant map) is 0 (no relation shown), as in the project's faithfulness
   correlation; an infinite one stays infinite.
-* Random numbers: the call runs with numpy's and torch's global generators seeded from
-  ``random_seed`` (restored afterwards). A metric seen to draw from them (its first call moved a
-  generator) runs one image at a time, each seeded from ``random_seed`` and the image's bytes, so
-  its score does not depend on the batch. The field is not called ``seed``: on a constant map the
-  random metrics are undefined under any draw.
+* Random numbers: every call runs with numpy's and torch's global generators seeded from
+  ``random_seed`` and restored afterwards (Quantus draws its "uniform" baseline on every
+  perturbation, whichever baseline is used). A metric whose numbers depend on draws (its own code
+  draws, e.g. FaithfulnessCorrelation's subsets; its ``perturb_baseline`` is random; a function
+  option draws noise) runs one image at a time, each seeded from ``random_seed`` and the image's
+  bytes, so its score does not depend on the batch. The field is not called ``seed``: on a
+  constant map the random metrics are undefined under any draw.
 * Localisation metrics see only the images whose mask is not empty (the others are NaN).
 * Constant maps: Quantus refuses a batch of maps that are all 0 or all 1 (an assertion, not a
   score); the adapter skips that check, so a constant map gets the score Quantus's formula gives.
@@ -118,7 +120,7 @@ FORWARDS: dict[str, Callable[[dict[str, Any], tuple[int, int, int]], int]] = {
     "RegionPerturbation": lambda p, s: (
         1 + min(p["regions_evaluation"], _patches(p["patch_size"], s))
     ),
-    "Selectivity": lambda p, s: 1 + _patches(p["patch_size"], s),
+    "Selectivity": lambda p, s: _patches(p["patch_size"], s),
     "Completeness": lambda p, s: 2,
 }
 
@@ -157,23 +159,20 @@ class _Logits(nn.Module):
         return self.model(images)
 
 
-def _state() -> tuple:
-    keys, position = np.random.get_state()[1:3]
-    return keys.tobytes(), position, torch.random.get_rng_state()
+_RANDOM_BASELINES = {"uniform", "neighbourhood_random_min_max"}
+_DRAWS = re.compile(r"np\.random\.|torch\.rand")
 
 
 @contextlib.contextmanager
 def _seeded(seed: int, device: torch.device):
-    """numpy's and torch's global generators seeded for the block, then restored; yields a
-    function telling whether the block drew from them."""
+    """numpy's and torch's global generators seeded for the block, then restored."""
     state = np.random.get_state()
     devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             np.random.seed(numpy_seed(seed))
-            start = _state()
-            yield lambda: _state() != start
+            yield
     finally:
         np.random.set_state(state)
 
@@ -256,9 +255,12 @@ class QuantusMetric(Metric):
     score_name: ClassVar[str]
 
     def __post_init__(self) -> None:
-        self._draws_random = False  # learnt on the first call (see the module docstring)
-        for option in self.options:
-            _resolve(option, getattr(self, option))  # a bad function name fails now
+        functions = [f for f in self.quantus_options().values() if inspect.isfunction(f)]
+        sources = [inspect.getsource(inspect.getmodule(self.quantus_class))]
+        sources += [inspect.getsource(f) for f in functions]
+        self.draws_random = getattr(self, "perturb_baseline", None) in _RANDOM_BASELINES or any(
+            _DRAWS.search(source) for source in sources
+        )
 
     def quantus_options(self) -> dict[str, Any]:
         options = {option: _resolve(option, getattr(self, option)) for option in self.options}
@@ -301,12 +303,9 @@ class QuantusMetric(Metric):
 
     def _scores(self, module, images, targets, saliency, masks) -> Tensor:
         device = images.device
-        if not self._draws_random:
-            with _seeded(self.random_seed, device) as drew:
-                values = self._call(module, images, targets, saliency, masks)
-            if not drew():
-                return values
-            self._draws_random = True
+        if not self.draws_random:
+            with _seeded(self.random_seed, device):
+                return self._call(module, images, targets, saliency, masks)
         parts = []
         for i, seed in enumerate(image_seeds(images, self.random_seed)):
             one = slice(i, i + 1)
