@@ -26,3 +26,16 @@ def load_template(package: ModuleType, name: str) -> Iterator[ModuleType]:
     finally:
         sys.modules.pop(module_name, None)
         package.registry.unregister(name)
+
+
+def assert_named_after_module(package: ModuleType, name: str) -> ModuleType:
+    """Plugin ``name`` of ``package`` is defined in ``package.<name>``, or in a library family's
+    adapter module whose ``FAMILY_PREFIX`` the name starts with (``pgc_*``, ``captum_*``,
+    ``quantus_*``); returns that module."""
+    cls = package.registry.get(name)
+    module = sys.modules[cls.__module__]
+    prefix = getattr(module, "FAMILY_PREFIX", None)
+    assert cls.__module__ == f"{package.__name__}.{name}" or (
+        prefix and cls.__module__.startswith(f"{package.__name__}.") and name.startswith(prefix)
+    ), f"{name} is defined in {cls.__module__}: name it after its module or FAMILY_PREFIX"
+    return module

@@ -9,7 +9,7 @@ import torch
 import explainers
 from benchmark.config import load_suite
 from explainers import FeatureLayerError
-from tests.plugins import load_template
+from tests.plugins import assert_named_after_module, load_template
 
 
 def _explain(name, tiny, images, targets):
@@ -61,13 +61,7 @@ def check_contract(name, tiny):
 
 def check_metadata(name):
     cls = explainers.registry.get(name)
-    # registry name maps to the module that defines it: the module's own name, or a library
-    # family's adapter module whose FAMILY_PREFIX the name starts with (pgc_*, captum_*)
-    module = __import__(cls.__module__, fromlist=["_"])
-    prefix = getattr(module, "FAMILY_PREFIX", None)
-    assert cls.__module__ == f"explainers.{name}" or (
-        prefix and cls.__module__.startswith("explainers.") and name.startswith(prefix)
-    ), f"{name} is defined in {cls.__module__}: name it after its module or FAMILY_PREFIX"
+    module = assert_named_after_module(explainers, name)
     assert cls.__doc__ and cls.__doc__.strip(), "the first docstring line is shown by `ls`"
     assert cls.version
     module_doc = module.__doc__

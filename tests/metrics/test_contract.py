@@ -14,7 +14,7 @@ import explainers
 import metrics
 from benchmark.config import load_suite
 from metrics._checks import input_problems
-from tests.plugins import load_template
+from tests.plugins import assert_named_after_module, load_template
 
 
 def _batch(n=3, size=(12, 12), maps="random"):
@@ -98,7 +98,7 @@ def check_seed_breaks_ties(name, model):
 
 def check_metadata(name):
     cls = metrics.registry.get(name)
-    assert cls.__module__ == f"metrics.{name}", "registry name = module name"
+    assert_named_after_module(metrics, name)
     assert cls.__doc__ and cls.version and isinstance(cls.needs_masks, bool)
     module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__
     assert module_doc and "(" in module_doc, "a metric module opens with its citation"
