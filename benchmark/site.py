@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import analysis
 from benchmark.files import atomic_write
 from benchmark.leaderboard import (
     Column,
@@ -98,18 +99,54 @@ def render_page(store: ResultsStore, suite: str) -> str:
     )
     gallery = f"../gallery/{_file(suite)}/index.html"
     gallery_text = "beeswarm and summary plots" if tabular else "heatmap gallery"
-    for dataset, model in sorted(data, key=lambda k: (natural_key(k[0]), natural_key(k[1]))):
-        metrics_data = data[(dataset, model)]
-        anchor = anchor_of(suite, dataset, model)
-        body.append(
-            f'<h2 id="{anchor}">Table {html.escape(suite)}/{html.escape(dataset)}/'
-            f'{html.escape(model)}</h2><p><a href="{gallery}{"#" + anchor if tabular else ""}">'
-            f"{gallery_text}</a></p>"
-        )
-        body += _summary(metrics_data)
-        for metric in sorted(m for m in metrics_data if m != RUNTIME):
-            body += _metric(anchor, metric, metrics_data[metric])
+    for dataset in sorted({d for d, _ in data}, key=natural_key):
+        models = sorted({m for d, m in data if d == dataset}, key=natural_key)
+        for model in models:
+            metrics_data = data[(dataset, model)]
+            anchor = anchor_of(suite, dataset, model)
+            body.append(
+                f'<h2 id="{anchor}">Table {html.escape(suite)}/{html.escape(dataset)}/'
+                f'{html.escape(model)}</h2><p><a href="{gallery}{"#" + anchor if tabular else ""}">'
+                f"{gallery_text}</a></p>"
+            )
+            body += _summary(metrics_data)
+            for metric in sorted(m for m in metrics_data if m != RUNTIME):
+                body += _metric(anchor, metric, metrics_data[metric])
+            tables = analysis.model_tables(
+                suite, dataset, model, metrics_data, _explainers(metrics_data)
+            )
+            body += [line for table in tables for line in _analysis(table)]
+        for table in analysis.map_agreement_tables(store, suite, dataset, models):
+            body += _analysis(table)
     return _page(f"Leaderboard: {suite}", "\n".join(body))
+
+
+def _from_markdown(text: str) -> str:
+    """A board cell's text as plain text (undoing the board's markdown escapes and entities)."""
+    return html.unescape(re.sub(r"\\([\\|`*\[\]])", r"\1", text))
+
+
+def _analysis(table: analysis.AnalysisTable) -> list[str]:
+    """An analysis table (ranks, agreement, sanity) under its board anchor, sortable."""
+    head = "".join(
+        f'<th class="sortable">{html.escape(_from_markdown(h))}</th>' for h in table.header
+    )
+    rows = []
+    for row in table.rows:
+        cells = []
+        for cell in row:
+            text = _from_markdown(cell)
+            number = re.match(r"\s*(-?\d+(\.\d+)?(e-?\d+)?)", text)
+            value = number.group(1) if number else text
+            cells.append(f'<td data-value="{html.escape(value)}">{html.escape(text)}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return [
+        f'<h3 id="{table.anchor}">{html.escape(_from_markdown(table.title))}</h3>',
+        f"<p>{html.escape(_from_markdown(table.caption))}</p>",
+        f"<table><thead><tr>{head}</tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
+    ]
 
 
 def _explainers(metrics_data) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import parse_suite
+from benchmark.leaderboard import render
 from benchmark.runner import run_suite
 from benchmark.site import _curves, render_page
 from benchmark.store import Cell, ResultsStore
@@ -37,6 +38,11 @@ def test_site_pages_are_deterministic_offline_and_citable(tmp_path, data_dir):
     assert re.search(r'title="mean [^"]*95% CI', page), "CIs on hover"
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "nothing from the network"
     assert "../gallery/site/index.html" in page
+    board_anchors = set(re.findall(r'<a id="([^"]+)">', render(store, "site")))
+    analysis = {a for a in board_anchors if a.endswith(("-ranks", "-families", "-agreement"))}
+    assert analysis, "the board has analysis tables (ranks, families, metric agreement)"
+    for anchor in analysis:
+        assert f'<h3 id="{anchor}">' in page, f"the board's table {anchor} is on the site"
     assert (
         main(["site", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "web")]) == 0
     )
