@@ -164,10 +164,10 @@ def _rank_text(x: float) -> str:
 
 
 def model_tables(
-    suite: str, dataset: str, model: str, metrics_data, explainers: list[str]
+    suite: str, dataset: str, model: str, metrics_data, explainers: list[str], unit: str = "images"
 ) -> list[AnalysisTable]:
     """The ranks, families, agreement and sanity tables of one dataset x model (those with
-    something to show)."""
+    something to show); ``unit`` names what was scored (images, or a table's rows)."""
     base = anchor_of(suite, dataset, model)
     where = f"{_md(suite)}/{_md(dataset)}/{_md(model)}"
     ranked = rankings(metrics_data)
@@ -189,9 +189,9 @@ def model_tables(
                 f"{base}-ranks",
                 f"Ranks, {where}",
                 "Each metric's ranking of the explainers by its headline score (1 = best, ties "
-                "share their mean rank) on the images every ranked explainer was scored on "
+                f"share their mean rank) on the {unit} every ranked explainer was scored on "
                 f"[95% bootstrap interval of the rank, {BOOTSTRAP_RESAMPLES} resamples of the "
-                "images, fixed seed].",
+                f"{unit}, fixed seed].",
                 ["explainer"] + [r.label for r in ranked],
                 rows,
             )

@@ -200,7 +200,10 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
     for dataset, model, explainer, *_ in failures:
         failed[(dataset, model, explainer)] += 1
 
-    source = _code(_shown_run(store, suite).get("config", {}).get("source") or suite)
+    config = _shown_run(store, suite).get("config", {})
+    source = _code(config.get("source") or suite)
+    tabular = config.get("kind") == "tabular"
+    unit = "rows" if tabular else "images"
     out = [
         f"# Leaderboard: `{_code(suite)}`",
         "",
@@ -209,7 +212,7 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
         f"Generated from the results store (`{_code(store_label)}`); do not edit by hand. Reproduce with "
         f"`python -m benchmark run --suite {source}` then `python -m benchmark leaderboard --suite {source}`.",
         "",
-        _legend(_shown_run(store, suite).get("config", {}).get("kind") == "tabular"),
+        _legend(tabular),
         "",
     ]
     datasets = sorted({d for d, _ in data}, key=natural_key)
@@ -217,7 +220,9 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
         out += [f"## {_md(dataset)}", ""]
         models = sorted({m for d, m in data if d == dataset}, key=natural_key)
         for model in models:
-            out += _model_section(store, suite, dataset, model, data[(dataset, model)], failed)
+            out += _model_section(
+                store, suite, dataset, model, data[(dataset, model)], failed, unit
+            )
         for table in analysis.map_agreement_tables(store, suite, dataset, models):
             out += table.markdown()
         out += _seed_layouts(suite, dataset, {m: data[(dataset, m)] for m in models})
@@ -240,7 +245,7 @@ def render(store: ResultsStore, suite: str, store_label: str = "results/benchmar
     return "\n".join(out).rstrip() + "\n"
 
 
-def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[str]:
+def _model_section(store, suite, dataset, model, metrics_data, failed, unit) -> list[str]:
     """One citable table group: the model's provenance line, the summary, the runtimes, one
     table per metric with every score, its CI and N, then the ranks, family ranks, metric
     agreement and sanity tables (:func:`benchmark.analysis.model_tables`)."""
@@ -293,7 +298,7 @@ def _model_section(store, suite, dataset, model, metrics_data, failed) -> list[s
                 "explainers have fewer (see N and the Failures section).",
                 "",
             ]
-    for table in analysis.model_tables(suite, dataset, model, metrics_data, explainers):
+    for table in analysis.model_tables(suite, dataset, model, metrics_data, explainers, unit):
         out += table.markdown()
     return out
 
@@ -363,7 +368,7 @@ def _model_info(store: ResultsStore, suite: str, dataset: str, model: str) -> st
             if spec.get("train")
             else "pretrained"
             if spec.get("pretrained")
-            else "given weights"
+            else f"given weights ({Path(str(spec['weights'])).name})"
             if spec.get("weights")
             else "random weights"
         )

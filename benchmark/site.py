@@ -113,7 +113,7 @@ def render_page(store: ResultsStore, suite: str) -> str:
             for metric in sorted(m for m in metrics_data if m != RUNTIME):
                 body += _metric(anchor, metric, metrics_data[metric])
             tables = analysis.model_tables(
-                suite, dataset, model, metrics_data, _explainers(metrics_data)
+                suite, dataset, model, metrics_data, _explainers(metrics_data), unit
             )
             body += [line for table in tables for line in _analysis(table)]
         for table in analysis.map_agreement_tables(store, suite, dataset, models):
