@@ -276,35 +276,6 @@ def model_tables(
 # -- explanation agreement between models -------------------------------------------------------
 
 
-def board_maps(
-    store: ResultsStore, suite: str, dataset: str
-) -> dict[tuple[str, str, str], np.ndarray]:
-    """(model, explainer, image) -> the map the board of ``suite`` scored on ``dataset``, from the
-    saliency cache. A map's place is found through its runtime cell, whose key is
-    ``runtime_key(saliency key)`` (:mod:`benchmark.evaluate`); only maps the board's run claimed."""
-    from benchmark.evaluate import runtime_key
-
-    run = store.board_run(suite)
-    if run is None:
-        keys = store.db.execute("SELECT key FROM saliency").fetchall()
-    else:
-        keys = store.db.execute(
-            "SELECT s.key FROM saliency s JOIN claims c ON c.cell = s.key AND c.run_id = ?",
-            (run,),
-        ).fetchall()
-    key_of_cell = {runtime_key(k): k for (k,) in keys}
-    places = {
-        key_of_cell[cell]: (model, explainer, image)
-        for cell, model, explainer, image in store.db.execute(
-            "SELECT cell, model, explainer, image FROM scores WHERE suite = ? AND dataset = ? "
-            "AND metric = ? ORDER BY cell",
-            (suite, dataset, RUNTIME),
-        )
-        if cell in key_of_cell
-    }
-    return {places[k]: m for k, (m, _) in store.get_maps(places).items()}
-
-
 def _tie_order(image: str, n: int) -> np.ndarray:
     """A random permutation of ``n`` pixels seeded by the image id (the same for both models)."""
     seed = int.from_bytes(hashlib.sha256(image.encode()).digest()[:8], "little")
@@ -348,7 +319,7 @@ def map_agreement_tables(
     [95% bootstrap CI] Spearman correlation and top-10% overlap of their maps of the same images."""
     if len(models) < 2:
         return []
-    maps = board_maps(store, suite, dataset)
+    maps = store.board_maps(suite, dataset)
     tables = []
     for first, second in itertools.combinations(sorted(models, key=natural_key), 2):
         rows = []

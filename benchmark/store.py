@@ -322,7 +322,7 @@ class ResultsStore:
     def _shown(self, table: str, columns: str, order: str, suite: str) -> list[tuple]:
         run = self.board_run(suite)
         if run is None:
-            sql = f"SELECT {columns} FROM {table} WHERE suite = ? ORDER BY {order}"
+            sql = f"SELECT {columns} FROM {table} t WHERE suite = ? ORDER BY {order}"
             return self.db.execute(sql, (suite,)).fetchall()
         sql = (
             f"SELECT {columns} FROM {table} t JOIN claims c ON c.cell = t.cell AND c.run_id = ? "
@@ -335,6 +335,23 @@ class ResultsStore:
         fixed order."""
         columns = "dataset, model, explainer, metric, score, image, value"
         return self._shown("scores", columns, columns.replace(", value", ""), suite)
+
+    def board_maps(self, suite: str, dataset: str) -> dict[tuple[str, str, str], np.ndarray]:
+        """(model, explainer, image) -> the map ``suite``'s board scored on ``dataset``. A map is
+        found through its runtime cell, whose key is ``key_of(RUNTIME, saliency key)``."""
+        places = {
+            cell: (model, explainer, image)
+            for cell, data, model, explainer, image, metric in self._shown(
+                "scores", "t.cell, dataset, model, explainer, image, metric", "t.cell", suite
+            )
+            if data == dataset and metric == RUNTIME
+        }
+        keys = {
+            key: places[cell]
+            for (key,) in self.db.execute("SELECT key FROM saliency ORDER BY key")
+            if (cell := key_of(RUNTIME, key)) in places
+        }
+        return {keys[k]: saliency for k, (saliency, _) in self.get_maps(keys).items()}
 
     def failures(self, suite: str) -> list[tuple]:
         """(dataset, model, explainer, metric, image, stage, message) rows the board shows."""
