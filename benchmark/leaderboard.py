@@ -381,6 +381,16 @@ def _model_info(store: ResultsStore, suite: str, dataset: str, model: str) -> st
                     if key == "test_accuracy"
                     else f", {label} {info[key]:.3f}"
                 )
+        seed = info.get("seed_study_scores")
+        if isinstance(seed, dict) and seed:  # the figures the seed study reports, beside ours
+            text += (
+                " (seed study: "
+                + ", ".join(
+                    f"{_md(name)} {100 * s['test_accuracy']:.2f}% / ROC AUC {s['test_roc_auc']:.3f}"
+                    for name, s in sorted(seed.items())
+                )
+                + ")"
+            )
         if info.get("weights_sha256"):
             text += f", weights sha256 `{info['weights_sha256'][:12]}…`"
         parts.append(text)

@@ -190,3 +190,22 @@ def test_store_faults_name_the_file_and_what_to_do(tmp_path, error, advice):
 
     message = _advice(tmp_path / "s.sqlite", sqlite3.OperationalError(error))
     assert str(tmp_path / "s.sqlite") in message and advice in message and error in message
+
+
+def test_model_info_shows_a_transfer_models_scores_beside_the_seed_studys(tmp_path):
+    from benchmark.leaderboard import _model_info
+
+    store = ResultsStore(tmp_path / "s.sqlite")
+    seed = {
+        "resnet50": {"test_accuracy": 0.8304, "test_roc_auc": 0.9064},
+        "vgg16": {"test_accuracy": 0.75, "test_roc_auc": 0.9334},
+    }
+    info = {"name": "lite_transfer", "dataset": "pneumonia", "spec": {"train": True}}
+    store.put_model(
+        "m1", info | {"test_accuracy": 0.7788, "test_roc_auc": 0.949, "seed_study_scores": seed}
+    )
+    line = _model_info(store, "any", "pneumonia", "lite_transfer")
+    assert line == (
+        "model lite_transfer: trained by the harness on pneumonia, test accuracy 77.88%, "
+        "ROC AUC 0.949 (seed study: resnet50 83.04% / ROC AUC 0.906, vgg16 75.00% / ROC AUC 0.933)"
+    )
