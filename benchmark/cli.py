@@ -158,13 +158,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address names a Ray cluster: give it with --executor ray")
+    executor = args.executor
+    if args.workers is not None:
+        if args.executor != "ray":
+            raise ValueError(
+                "--workers N sets the Ray actors per table: give it with --executor ray"
+            )
+        if args.workers < 1:
+            raise ValueError(
+                f"--workers must be at least 1 (Ray actors per table), got {args.workers}"
+            )
+        from benchmark.executors import ray_executor
+
+        executor = ray_executor(address=args.address, device=args.device, workers=args.workers)
     summary = run_suite(
         suite,
         store,
         device=args.device,
         progress=not args.quiet,
         timeout=args.timeout,
-        executor=args.executor,
+        executor=executor,
         address=args.address,
     )
     path = leaderboard.write(store, suite.name, args.leaderboard_dir)
@@ -235,6 +248,12 @@ def add_run(p: argparse.ArgumentParser) -> None:
         "--address",
         help="with --executor ray: the cluster to join (e.g. auto, ray://head:10001; default: "
         "start a local one)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="with --executor ray: actors per (dataset, model) table (default: as many as the "
+        "cluster holds, one per CPU or per quarter GPU); on CPUs they share the cluster's CPUs",
     )
 
 
