@@ -10,16 +10,30 @@ multifrontal Cholesky on the nested-dissection tree of the pixel grid (:mod:`met
 dense BLAS blocks, no symbolic analysis, about 4x faster than SuperLU on the same ordering), one
 system per task on a thread pool (the solver releases the GIL). If every pixel is removed the system
 is singular; the imputed values are then 0 (+ noise), as the ROAD definition says.
+
+Where the systems are solved is a hook: inside ``with imputation_map(solve)`` (an executor sets it
+for the duration of its work: :mod:`benchmark.executors.ray` sends them out as Ray CPU tasks),
+:func:`impute_many` hands its tasks to ``solve`` instead of this process's threads. Every system is
+independent and seeded by its task, so where it is solved does not change a byte of the result.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+#: One noisy linear imputation: (image [C,H,W], removed [H,W], noise, seed).
+Task = tuple[np.ndarray, np.ndarray, float, "int | list | None"]
+#: Solves a list of tasks, returning their imputed images in the same order.
+SystemsMap = Callable[[list[Task]], list[np.ndarray]]
+
+_systems_map: SystemsMap | None = None  # set by imputation_map(); None: this process's threads
 
 
 def add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed) -> None:
@@ -42,17 +56,36 @@ def impute(
     The noise ``noise * N(0,1)`` [C, m] is drawn from ``numpy.random.default_rng(seed)`` and given to
     the removed pixels in ascending flat-index order.
     """
-    return impute_many([(image, removed, noise, seed)], workers=0)[0]
+    return impute_here([(image, removed, noise, seed)], workers=0)[0]
 
 
-def impute_many(
-    tasks: list[tuple[np.ndarray, np.ndarray, float, int | None]], workers: int | None = None
-) -> list[np.ndarray]:
-    """:func:`impute` over ``(image, removed, noise, seed)`` tasks, on ``workers`` threads (the
-    solver releases the GIL; None: one per core, 0 or 1: in this thread)."""
+@contextmanager
+def imputation_map(solve: SystemsMap) -> Iterator[None]:
+    """Within the block, :func:`impute_many` (but not :func:`impute`) gives its tasks to
+    ``solve(tasks)``, which must return :func:`impute_here`'s result (e.g. by calling it on chunks
+    of the tasks elsewhere); the previous map is restored on exit."""
+    global _systems_map
+    previous, _systems_map = _systems_map, solve
+    try:
+        yield
+    finally:
+        _systems_map = previous
+
+
+def impute_many(tasks: list[Task], workers: int | None = None) -> list[np.ndarray]:
+    """:func:`impute` over ``(image, removed, noise, seed)`` tasks: by the map of the enclosing
+    :func:`imputation_map` if any (``workers`` then unused), else :func:`impute_here`."""
+    if _systems_map is not None:
+        return _systems_map(tasks)
+    return impute_here(tasks, workers)
+
+
+def impute_here(tasks: list[Task], workers: int | None = None) -> list[np.ndarray]:
+    """:func:`impute` over ``(image, removed, noise, seed)`` tasks in this process, on ``workers``
+    threads (the solver releases the GIL; None: one per core, 0 or 1: in this thread)."""
     from metrics._multifrontal import solve  # numba: imported, and compiled (~5 s), on first use
 
-    def one(task: tuple[np.ndarray, np.ndarray, float, int | None]) -> np.ndarray:
+    def one(task: Task) -> np.ndarray:
         image, removed, noise, seed = task
         removed = np.asarray(removed, dtype=bool)
         out = solve(np.asarray(image, dtype=np.float64), removed)

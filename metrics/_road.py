@@ -2,7 +2,8 @@
 (image, order, fraction) once, run the model on the imputed images in batches.
 
 ``2 * len(fractions)`` systems per image. With the model on the CPU they are solved by a
-multifrontal Cholesky (:mod:`metrics._multifrontal`) on ``workers`` threads (None: one per core);
+multifrontal Cholesky (:mod:`metrics._multifrontal`) on ``workers`` threads (None: one per core;
+an executor may send them elsewhere for a run, :func:`metrics._imputation.imputation_map`);
 on an accelerator, there, all systems of ``batch_size // (2 * len(fractions))`` images at once by
 multigrid-preconditioned conjugate gradients (:mod:`metrics._multigrid`; same systems, same noise,
 equal to float32 precision). The forwards run on the model's device, batched across fractions and

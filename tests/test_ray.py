@@ -1,5 +1,6 @@
-"""The Ray executor on a local Ray (two CPUs): its store equals the local executor's cell for cell,
-a rerun sends out no work, and a worker process dying mid-run loses and duplicates nothing."""
+"""The Ray executor on a local Ray (two CPUs): its store equals the local executor's cell for cell
+(also with ROAD, whose imputations run as Ray CPU tasks), a rerun sends out no work, a worker
+process dying mid-run loses and duplicates nothing, and ``--workers`` sets the actors."""
 
 from __future__ import annotations
 
@@ -134,6 +135,37 @@ def test_ray_store_equals_the_local_one_cell_for_cell_and_a_rerun_sends_nothing(
     assert _cells(path)["claims"] == reference["claims"], "the rerun claims the same cells"
 
 
+ROAD = {
+    **SMALL,
+    "explainers": ["grad_cam", "random"],
+    "metrics": ["road"],
+    "metric_params": {"road": {"fractions": [0.3, 0.7]}},
+}
+
+
+def test_road_imputes_on_ray_cpu_tasks_with_the_local_numbers(local_ray, tmp_path, data_dir):
+    local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
+    run_suite(
+        parse_suite("road", ROAD), ResultsStore(local), device="cpu", progress=False, log=_quiet
+    )
+    executor = RayExecutor(device="cpu", log=_quiet)
+    summary = run_suite(
+        parse_suite("road", ROAD),
+        ResultsStore(distributed),
+        device="cpu",
+        progress=False,
+        log=_quiet,
+        executor=executor,
+    )
+    assert not summary.failures and summary.evaluated == 8 * 2
+    # 2 batches x 2 explainers; each unit's 4 images x 2 orders x 2 fractions in 2 (CPUs) tasks
+    assert executor.sent == 4 and executor.imputation_tasks == 4 * 2
+    reference, ours = _cells(local), _cells(distributed)
+    for what in reference:
+        assert ours[what] == reference[what], what
+    assert {score for _, score, *_ in ours["scores"]} == {"morf", "lerf", "combined"}
+
+
 def test_a_worker_dying_mid_run_is_retried_and_loses_or_duplicates_nothing(
     local_ray, local_store, tmp_path
 ):
@@ -161,6 +193,20 @@ def test_cli_runs_a_suite_on_ray_and_writes_the_board(local_ray, local_store, tm
     assert (tmp_path / "small.md").is_file()
     assert main([*args, "--address", "auto"]) == 2, "--address without --executor ray"
     assert "give it with --executor ray" in capsys.readouterr().err
+    assert main([*args, "--workers", "2"]) == 2, "--workers without --executor ray"
+    assert "--workers N sets the Ray actors" in capsys.readouterr().err
+    assert main([*args, "--executor", "ray", "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_workers_sets_the_actors_and_splits_the_cpus(local_ray):
+    one = RayExecutor(device="cpu", workers=1, log=_quiet)
+    assert (one.workers, one.threads) == (1, 2), "one actor gets both CPUs as torch threads"
+    default = RayExecutor(device="cpu", log=_quiet)
+    assert (default.workers, default.threads) == (2, 1)
+    assert default.describe()["threads_per_worker"] == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        RayExecutor(device="cpu", workers=0, log=_quiet)
 
 
 def test_the_local_executor_never_imports_ray():

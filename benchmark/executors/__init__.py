@@ -11,4 +11,19 @@ driver is the store's only writer and a distributed run's store equals a local r
 
 from benchmark.executors.recording import RecordingStore, replay
 
-__all__ = ["RecordingStore", "replay"]
+
+def ray_executor(**options):
+    """A :class:`benchmark.executors.ray.RayExecutor` (``options``: its keyword arguments), with
+    an error saying how to install Ray where it is missing."""
+    try:
+        from benchmark.executors.ray import RayExecutor
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise ImportError(
+            "--executor ray needs Ray: pip install 'explainer-benchmark[ray]' (ray>=2.9)"
+        ) from e
+    return RayExecutor(**options)
+
+
+__all__ = ["RecordingStore", "ray_executor", "replay"]

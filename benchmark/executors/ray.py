@@ -7,7 +7,14 @@ table themselves (the model built and its weights checked against the driver's, 
 loaded, the plugins created), with a :class:`~benchmark.executors.RecordingStore` as their store:
 
 * GPUs: an actor per :data:`GPU_SHARE` of a GPU (four small CNNs share one), one CPU each; else
-  one actor per CPU of the cluster (``workers`` overrides the count);
+  one actor per CPU of the cluster (``workers`` overrides the count, the CPUs split among the
+  actors as torch threads); a CPU actor holds no CPU once placed (Ray's default for actors), as
+  it waits for the CPU tasks below, and Ray keeps an actor's resources while it blocks: actors
+  holding every CPU would deadlock;
+* ROAD's noisy linear imputation (CPU-bound sparse solves) leaves the actor as Ray CPU tasks,
+  one per cluster CPU per call (:func:`impute_on_ray` through
+  :func:`metrics._imputation.imputation_map`); each system is seeded by its task, so the values
+  are those of a local run. On a GPU actor ROAD imputes on the device, as a local GPU run does;
 * the unit of work is (batch of images, explainer): for each, the driver computes the saliency
   keys and score cells as the stages would, looks them up in the store, and a unit whose maps and
   scores are all there is never sent out (the driver claims it, as a local run would, without
@@ -45,10 +52,34 @@ from benchmark.evaluate import evaluate_batch, runtime_key, score_key
 from benchmark.executors.recording import RecordingStore, replay
 from benchmark.explain import explain_batch, saliency_keys
 from benchmark.table import RunSummary, Table
+from metrics._imputation import Task, imputation_map, impute_here
 
 GPU_SHARE = 0.25  # of a GPU per actor: small CNNs share one
 MAX_RESTARTS = 3  # an actor whose process dies is restarted this often ...
 MAX_TASK_RETRIES = 3  # ... and its task retried; tasks have no side effects
+
+
+@ray.remote(num_cpus=1, max_retries=MAX_TASK_RETRIES)
+def _impute_chunk(tasks: list[Task]) -> list:
+    return impute_here(tasks, workers=1)
+
+
+def impute_on_ray(tasks: list[Task], chunks: int) -> list:
+    """ROAD's imputation ``tasks`` solved as at most ``chunks`` Ray CPU tasks of about equal work
+    (removed pixels), results in the tasks' order: a ``metrics._imputation`` systems map."""
+    chunks = max(1, min(chunks, len(tasks)))
+    parts: list[list[int]] = [[] for _ in range(chunks)]
+    work = [0] * chunks
+    for i in sorted(range(len(tasks)), key=lambda i: -int(tasks[i][1].sum())):
+        lightest = work.index(min(work))
+        parts[lightest].append(i)
+        work[lightest] += int(tasks[i][1].sum())
+    solved = ray.get([_impute_chunk.remote([tasks[i] for i in part]) for part in parts])
+    out: list = [None] * len(tasks)
+    for part, images in zip(parts, solved, strict=True):
+        for i, image in zip(part, images, strict=True):
+            out[i] = image
+    return out
 
 
 def model_fingerprint(model) -> str:
@@ -65,12 +96,27 @@ class TableWorker:
     """One table opened on a Ray worker, filling the units it is sent."""
 
     def __init__(
-        self, suite, entry, spec, run_id, model_key, fingerprint, device, timeout, env, die_once
+        self,
+        suite,
+        entry,
+        spec,
+        run_id,
+        model_key,
+        fingerprint,
+        device,
+        timeout,
+        env,
+        die_once,
+        threads,
+        cpus,
     ):
         from benchmark.runner import open_table
 
         os.environ.update(env)
+        torch.set_num_threads(threads)
         torch.manual_seed(suite.seed)  # as run_suite does, before any table is opened
+        self.cpus = cpus  # of the cluster: the imputation's Ray tasks per call
+        self.imputation_tasks = 0
         self.die_once = die_once
         self.device = torch.device(device)
         self.store = RecordingStore()
@@ -90,6 +136,10 @@ class TableWorker:
         table.timeout = timeout
         self.table = table
 
+    def impute(self, tasks: list[Task]) -> list:
+        self.imputation_tasks += min(self.cpus, len(tasks))
+        return impute_on_ray(tasks, self.cpus)
+
     def fill(self, unit: dict) -> dict:
         """One (batch, explainers) unit through the stages; its recorded store writes, summary
         and the explainers found not to apply."""
@@ -102,13 +152,16 @@ class TableWorker:
         start = time.perf_counter()
         self.store.load(unit["maps"], unit["done"])
         self.table.summary = RunSummary(run_id=self.run_id)
+        self.imputation_tasks = 0
         batch = Batch(unit["ids"], unit["pixels"], unit["labels"], unit["masks"])
-        fill_batch(self.table, batch, self.device, names=unit["names"])
+        with imputation_map(self.impute):
+            fill_batch(self.table, batch, self.device, names=unit["names"])
         return {
             "records": self.store.records,
             "summary": self.table.summary,
             "not_applicable": set(self.table.not_applicable),
             "seconds": time.perf_counter() - start,
+            "imputation_tasks": self.imputation_tasks,
         }
 
 
@@ -116,7 +169,8 @@ class RayExecutor:
     """Fills tables on a Ray cluster (``address``: an existing one, e.g. ``ray://head:10001`` or
     ``auto``; None: the one this process is connected to, else a new local one). ``device``:
     ``auto`` (GPUs where the cluster has them), ``cpu`` or ``cuda``; ``workers``: actors per
-    table (default: as many as the cluster's resources hold). ``die_once``: test hook, a file
+    table (default: as many as the cluster's resources hold; on CPUs they share the cluster's
+    CPUs as torch threads, at least one each). ``die_once``: test hook, a file
     path: the first task of the run kills its worker process (and creates the file)."""
 
     def __init__(
@@ -128,6 +182,8 @@ class RayExecutor:
         log: Callable[[str], None] = print,
         die_once: str | None = None,
     ) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1 (Ray actors per table), got {workers}")
         self.started = not ray.is_initialized()
         if self.started:
             runtime_env = local_runtime_env() if address is None else None
@@ -147,10 +203,12 @@ class RayExecutor:
             self.worker_device = "cuda"
             capacity = min(int(gpus / GPU_SHARE), cpus)
         else:
-            self.options = {"num_cpus": 1}
+            self.options = {}  # Ray's default: 1 CPU to place the actor, none held after
             self.worker_device = "cpu"
             capacity = cpus
-        self.workers = max(1, workers or capacity)
+        self.workers = workers or capacity
+        self.cpus = cpus
+        self.threads = 1 if self.use_gpu else max(1, cpus // self.workers)  # torch, per actor
         # the driver computes targets and keys with its own copy of the model
         here = torch.cuda.is_available() and device != "cpu"
         self.driver_device = torch.device("cuda" if here and self.use_gpu else "cpu")
@@ -160,6 +218,7 @@ class RayExecutor:
         self.units = 0
         self.task_seconds: list[float] = []  # per unit sent: from submission to its result
         self.work_seconds: list[float] = []  # per unit sent: its time inside the actor
+        self.imputation_tasks = 0  # Ray CPU tasks the actors sent ROAD's imputations to
 
     def describe(self) -> dict:
         """The executor's part of the run's provenance."""
@@ -167,6 +226,7 @@ class RayExecutor:
             "name": "ray",
             "ray": ray.__version__,
             "workers": self.workers,
+            "threads_per_worker": self.threads,
             "worker_device": self.worker_device,
         }
 
@@ -206,6 +266,8 @@ class RayExecutor:
             table.timeout,
             self._env(),
             self.die_once,
+            self.threads,
+            self.cpus,
         )
         return [TableWorker.options(**options).remote(*args) for _ in range(self.workers)]
 
@@ -300,6 +362,7 @@ class _TableRun:
             self.in_flight -= 1
             executor.task_seconds.append(time.perf_counter() - unit["sent"])
             executor.work_seconds.append(result["seconds"])
+            executor.imputation_tasks += result["imputation_tasks"]
             replay(result["records"], table.store)
             _merge(table.summary, result["summary"])
             table.not_applicable |= result["not_applicable"]
