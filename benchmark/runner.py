@@ -72,15 +72,9 @@ def run_suite(
     start = time.perf_counter()
     fill = _fill
     if executor == "ray":
-        try:
-            from benchmark.executors.ray import RayExecutor
-        except ModuleNotFoundError as e:
-            if e.name != "ray":
-                raise
-            raise ImportError(
-                "--executor ray needs Ray: pip install 'explainer-benchmark[ray]' (ray>=2.9)"
-            ) from e
-        executor = RayExecutor(address=address, device=device, log=log)
+        from benchmark.executors import ray_executor
+
+        executor = ray_executor(address=address, device=device, log=log)
     elif isinstance(executor, str) and executor != "local":
         raise ValueError(f"unknown executor {executor!r}: use local or ray")
     try:

@@ -69,3 +69,25 @@ def test_batched_and_threaded_imputation_equal_one_image_at_a_time(side, count):
         for a, b in zip(one_by_one, impute_many(tasks, workers=workers), strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(one_by_one[2], tasks[2][0])
+
+
+def test_the_imputation_hook_routes_the_systems_and_is_restored_even_on_errors():
+    from metrics._imputation import imputation_map, impute_here
+
+    rng = np.random.default_rng(0)
+    tasks = [(rng.random((3, 12, 10)), rng.random((12, 10)) < 0.4, 0.01, 7 + i) for i in range(3)]
+    here = impute_many(tasks, workers=1)
+    seen = []
+
+    def solve(given):
+        seen.append(len(given))
+        return impute_here(given, 0)
+
+    with imputation_map(solve):
+        routed = impute_many(tasks, workers=1)
+    assert seen == [3], "inside the block the map solves the systems"
+    assert all(np.array_equal(a, b) for a, b in zip(here, routed, strict=True)), "same bytes"
+    with pytest.raises(RuntimeError), imputation_map(solve):
+        raise RuntimeError("boom")
+    impute_many(tasks, workers=1)
+    assert seen == [3], "the previous (local) map is back after a block that raised"
