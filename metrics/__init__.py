@@ -16,7 +16,8 @@ maps and masks to the CPU for mask metrics, and then calls the plugin's :meth:`M
 with the maps at image resolution. For mask metrics it also turns every score of an image whose
 mask is empty into NaN (not applicable: skipped and counted by the runner, never a score).
 
-To add one, copy ``metrics/_template.py`` to ``metrics/<name>.py`` (registry name = module name);
+To add one, copy ``metrics/_template.py`` to ``metrics/<name>.py`` (registry name = module name,
+or a family adapter's ``FAMILY_PREFIX``, as ``metrics/quantus.py``);
 it passes the contract tests (``tests/metrics/test_contract.py``) as it stands. Its module docstring
 holds the exact definition, under the word "Definition"; ``docs/METRICS.md`` is generated from
 these docstrings (``python -m benchmark ls metrics --markdown``). A new metric appears in ``ls``
