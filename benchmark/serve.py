@@ -50,6 +50,7 @@ from benchmark.table import RunSummary, Table
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # about 6300 x 6300: more is refused as a decompression bomb
 RECENT = 32  # images kept in memory for the "faithfulness" request that follows a page
+MAX_PAGE_COST = 1000  # forwards per image a metric may take to be offered on the page
 
 
 class InputError(ValueError):
@@ -98,13 +99,18 @@ class Explorer:
         return explainer_plugins.list_explainers()
 
     def metric_names(self) -> list[str]:
-        return [
-            n
-            for n in metric_plugins.list_metrics()
-            if "faithfulness" in metric_plugins.registry.entry(n).tags
-            and not metric_plugins.registry.get(n).needs_masks
-            and not metric_plugins.registry.get(n).needs_labels
-        ]
+        """The faithfulness metrics the page offers: those that need no mask or label and answer
+        while the user waits (at most ``MAX_PAGE_COST`` forwards per image at their defaults)."""
+        names = []
+        for n in metric_plugins.list_metrics():
+            cls = metric_plugins.registry.get(n)
+            if (
+                "faithfulness" in metric_plugins.registry.entry(n).tags
+                and not (cls.needs_masks or cls.needs_labels)
+                and metric_plugins.create_metric(n).cost() <= MAX_PAGE_COST
+            ):
+                names.append(n)
+        return names
 
     def _choice(self, label: str) -> ModelChoice:
         if label not in self.choices:
@@ -197,7 +203,15 @@ class Explorer:
                 saliency = torch.from_numpy(found[keys[0]][0].copy())[None].to(x.device)
                 for metric_name in names:
                     metric = metric_plugins.create_metric(metric_name)
-                    (values,) = score_images(metric, table.model, x, targets, saliency, None)
+                    (values,) = score_images(
+                        metric,
+                        table.model,
+                        x,
+                        targets,
+                        saliency,
+                        None,
+                        explainer=table.explainers[explainer],
+                    )
                     out.setdefault(explainer, {})[metric_name] = (
                         {"error": values} if isinstance(values, str) else values
                     )

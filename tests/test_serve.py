@@ -80,6 +80,17 @@ def test_the_page_offers_image_datasets_only(client):
     assert "unknown image dataset 'fetal-health'" in html.unescape(response.get_data(as_text=True))
 
 
+def test_the_page_offers_only_metrics_that_answer_while_the_user_waits(explorer):
+    import metrics
+
+    from benchmark.serve import MAX_PAGE_COST
+
+    offered = explorer.metric_names()
+    assert {"occlusion", "road", "deletion"} <= set(offered)
+    assert all(metrics.create_metric(n).cost() <= MAX_PAGE_COST for n in offered)
+    assert "quantus_monotonicity_correlation" not in offered, "15 million forwards per image"
+
+
 def test_faithfulness_scores_on_request(client, explorer, samoyed):
     page = _post(client, samoyed).get_data(as_text=True)
     image_id = page.split('data-image="')[1].split('"')[0]
