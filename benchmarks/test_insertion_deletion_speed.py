@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import create_metric, target_probabilities
+from tests.models import benchmark_model
 
 DEVICE = os.environ.get("GAME_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
 MODEL = os.environ.get("GAME_BENCH_MODEL", "resnet50")
@@ -36,23 +37,9 @@ ROUNDS = int(os.environ.get("GAME_BENCH_ROUNDS", "3"))
 TARGET = 1.1
 
 
-def _model():
-    torch.manual_seed(0)
-    if MODEL == "resnet50":
-        timm = pytest.importorskip("timm")
-        from benchmark.models import Classifier
-
-        net = timm.create_model("resnet50", pretrained=False)
-        stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-        return Classifier(net, *stats, (3, 224, 224), "resnet50", channels_last=True)
-    from benchmark.models import load_model
-
-    return load_model(MODEL)
-
-
 @pytest.fixture(scope="module")
 def setup():
-    model = _model()
+    model = benchmark_model(MODEL)
     model.net.to(DEVICE)
     channels, height, width = model.input_size
     g = torch.Generator().manual_seed(0)

@@ -28,30 +28,16 @@ import torch.nn.functional as F
 
 import metrics
 from explainers import create_explainer
+from tests.models import benchmark_model
 
 MODEL = os.environ.get("METRIC_BENCH_MODEL", "cnn_gap")
 IMAGES = int(os.environ.get("METRIC_BENCH_IMAGES", "4"))
 MAX_COST = int(os.environ.get("METRIC_BENCH_MAX_COST", "1000"))
 
 
-def _model():
-    torch.manual_seed(0)
-    if MODEL == "resnet50":
-        import timm
-
-        from benchmark.models import Classifier
-
-        net = timm.create_model("resnet50", pretrained=False)
-        stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-        return Classifier(net, *stats, (3, 224, 224), "resnet50", channels_last=True)
-    from benchmark.models import load_model
-
-    return load_model(MODEL)
-
-
 @pytest.fixture(scope="module")
 def setup():
-    model = _model()
+    model = benchmark_model(MODEL)
     channels, height, width = model.input_size
     g = torch.Generator().manual_seed(0)
     images = model.normalize(torch.rand(IMAGES, channels, height, width, generator=g))

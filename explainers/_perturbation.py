@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -44,3 +45,18 @@ def scorer(
 def numpy_seed(seed: int) -> int:
     """A 63-bit image seed folded into the 32-bit range numpy's legacy RandomState accepts."""
     return seed % 2**32
+
+
+@contextlib.contextmanager
+def seeded_globals(seed: int, device: torch.device):
+    """torch's and numpy's global generators seeded for the block, then restored (for libraries
+    that draw from them: captum's noise with torch.normal, GradientSHAP's and Quantus's np.random)."""
+    state = np.random.get_state()
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(numpy_seed(seed))
+            yield
+    finally:
+        np.random.set_state(state)

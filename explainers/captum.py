@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from explainers import Explainer, FeatureLayerError, image_seeds, register_explainer, setting
-from explainers._perturbation import numpy_seed, to_pixels
+from explainers._perturbation import numpy_seed, seeded_globals, to_pixels
 from explainers._segmentation import superpixels
 
 FAMILY_PREFIX = "captum_"
@@ -77,21 +77,6 @@ def _safe_copy(model):
             module.inplace = False
     clone.net.eval()
     return clone
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """torch's and numpy's global generators seeded for the block, then restored (captum draws
-    noise with torch.normal and GradientSHAP's interpolation points with np.random)."""
-    state = np.random.get_state()
-    devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            np.random.seed(numpy_seed(seed))
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 @contextlib.contextmanager
@@ -146,7 +131,7 @@ class _Captum(Explainer):
             else:  # one image at a time, each with its own seed: batch-independent
                 parts = []
                 for i, seed in enumerate(image_seeds(x, self.seed)):
-                    with _seeded(seed, x.device):
+                    with seeded_globals(seed, x.device):
                         parts.append(
                             self._attribute(module, model, x[i : i + 1], targets[i : i + 1])
                         )

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.maps import image_seeds
-from explainers._perturbation import numpy_seed
+from explainers._perturbation import seeded_globals
 from metrics import Metric, register_metric, setting
 
 FAMILY_PREFIX = "quantus_"
@@ -161,20 +161,6 @@ class _Logits(nn.Module):
 
 _RANDOM_BASELINES = {"uniform", "neighbourhood_random_min_max"}
 _DRAWS = re.compile(r"np\.random\.|torch\.rand")
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """numpy's and torch's global generators seeded for the block, then restored."""
-    state = np.random.get_state()
-    devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            np.random.seed(numpy_seed(seed))
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 @contextlib.contextmanager
@@ -304,12 +290,12 @@ class QuantusMetric(Metric):
     def _scores(self, module, images, targets, saliency, masks) -> Tensor:
         device = images.device
         if not self.draws_random:
-            with _seeded(self.random_seed, device):
+            with seeded_globals(self.random_seed, device):
                 return self._call(module, images, targets, saliency, masks)
         parts = []
         for i, seed in enumerate(image_seeds(images, self.random_seed)):
             one = slice(i, i + 1)
-            with _seeded(seed, device):
+            with seeded_globals(seed, device):
                 mask = masks[one] if masks is not None else None
                 parts.append(self._call(module, images[one], targets[one], saliency[one], mask))
         return torch.cat(parts)

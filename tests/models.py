@@ -230,3 +230,16 @@ TINY_MODELS: dict[str, Callable[[], TinyModel]] = {
     "timm_vit": _timm(_vit, (3, 64, 64), False),
     "timm_swin": _timm(_swin, (3, 32, 32), True),
 }
+
+
+def benchmark_model(name: str) -> Classifier:
+    """A benchmark's network: ``resnet50`` (timm, random weights, 224 px, channels_last) or a
+    harness model by name (``cnn_gap``: random weights)."""
+    torch.manual_seed(0)
+    if name == "resnet50":
+        import timm
+
+        net = timm.create_model("resnet50", pretrained=False)
+        stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        return Classifier(net, *stats, (3, 224, 224), "resnet50", channels_last=True)
+    return load_model(name)

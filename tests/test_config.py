@@ -22,7 +22,10 @@ GRID = [{"dataset": "synthetic", "models": [{"name": "cnn_gap"}]}]
         ({"seed": "0"}, "seed must be an integer"),
         ({"seed": True}, "seed must be an integer"),
         ({"max_cost": 1.5}, "max_cost must be an integer"),
-        ({"grid": [{"dataset": "synthetic", "limit": 0, "models": []}]}, "limit must be at least 1"),
+        (
+            {"grid": [{"dataset": "synthetic", "limit": 0, "models": []}]},
+            "limit must be at least 1",
+        ),
         ({"grid": [{"dataset": "synthetic", "limit": -3, "models": []}]}, "limit must be at least"),
         ({"grid": [{"dataset": "synthetic", "models": "cnn_gap"}]}, "models must be a list"),
         ({"grid": [{"models": []}]}, "no dataset"),

@@ -82,7 +82,6 @@ def test_the_page_offers_image_datasets_only(client):
 
 def test_the_page_offers_only_metrics_that_answer_while_the_user_waits(explorer):
     import metrics
-
     from benchmark.serve import MAX_PAGE_COST
 
     offered = explorer.metric_names()

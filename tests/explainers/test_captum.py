@@ -160,11 +160,11 @@ BACKGROUND = torch.randn(6, 3, 24, 24, generator=torch.Generator().manual_seed(7
 
 def _each_image(attribute, images, targets, seed):
     """captum's call image by image under the adapter's per-image seed (randomised methods)."""
-    from explainers.captum import _seeded
+    from explainers._perturbation import seeded_globals
 
     parts = []
     for i, image_seed in enumerate(explainers.image_seeds(images, seed)):
-        with _seeded(image_seed, images.device):
+        with seeded_globals(image_seed, images.device):
             parts.append(attribute(images[i : i + 1], targets[i : i + 1], image_seed))
     return torch.cat(parts)
 
