@@ -52,7 +52,7 @@ def test_public_entry_points():
         "random",
         "center",
     }
-    assert explainers.list_explainers("grad*") == ["grad_cam", "gradient_pixel"]
+    assert explainers.list_explainers("grad_*,gradient_pixel") == ["grad_cam", "gradient_pixel"]
     assert explainers.create_explainer("center", sigma=0.1).params() == {"sigma": 0.1}
     assert isinstance(metrics.list_metrics(), list)
     with pytest.raises(KeyError, match="Did you mean"):
