@@ -28,6 +28,7 @@ seed = 0
 batch_size = 4
 explainers = ["grad_cam", "gradient_pixel", "random", "center", "cam"]
 metrics = ["*"]
+max_cost = 300  # every metric the registry has, but not the per-pixel Quantus ones (up to 15 million forwards per image)
 
 [[grid]]
 dataset = "synthetic"
@@ -219,6 +220,7 @@ def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_pa
             "batch_size": 4,
             "explainers": ["failing_test", "center"],
             "metrics": ["*"],
+            "max_cost": 300,
             "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
             "explainer_params": {"failing_test": {"bad": sums[1], "nan": sums[5]}},
         },
