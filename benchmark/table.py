@@ -91,6 +91,8 @@ class Table:
             return (
                 "needs ground-truth labels in the model's classes (a model trained on this dataset)"
             )
+        if self.model.input_size is not None:
+            return metric.supports(tuple(self.model.input_size))
         return None
 
     def _create(self, plugins, name: str):

@@ -32,6 +32,8 @@ What a plugin declares (class attributes and methods):
   dataset has none or the model was not trained on its classes);
 * ``version``: bump it whenever the numbers would change;
 * ``cost()``: model evaluations (forward passes) per image at the instance's parameters;
+* ``supports(image_shape)``: a reason when the parameters do not fit images of that (C, H, W)
+  (e.g. more top pixels than the image has), else None;
 * ``fast_params``: small settings for the contract tests and smoke runs.
 
 Explainer-aware metrics (the randomisation and robustness families) re-explain under a changed
@@ -154,6 +156,11 @@ class Metric:
     def cost(self) -> int:
         """Model evaluations (forward passes) per image at these parameters."""
         raise NotImplementedError(f"metric {self.name!r} does not declare its cost()")
+
+    def supports(self, image_shape: tuple[int, int, int]) -> str | None:
+        """Why these parameters cannot score images of ``image_shape`` (C, H, W), or None; the
+        runner skips the metric on such a table with this reason (the board shows "n/a")."""
+        return None
 
     def params(self) -> dict[str, Any]:
         """Parameters, as recorded in the results store and cache keys."""

@@ -140,6 +140,10 @@ _FAST = {
 }
 
 
+# Options that count pixels of one image, which Quantus requires to be fewer than the image has.
+_PIXEL_COUNTS = {"TopKIntersection": "k"}
+
+
 def snake_case(name: str) -> str:
     """'TopKIntersection' -> 'top_k_intersection', 'IROF' -> 'irof', 'SensitivityN' ->
     'sensitivity_n'."""
@@ -271,6 +275,17 @@ class QuantusMetric(Metric):
         if self.tags[0] in ("complexity", "localisation"):
             return 0
         return count_forwards(self, NOMINAL_SHAPE)
+
+    def supports(self, image_shape: tuple[int, int, int]) -> str | None:
+        option = _PIXEL_COUNTS.get(self.quantus_class.__name__)
+        pixels = image_shape[1] * image_shape[2]
+        if option is not None and getattr(self, option) >= pixels:
+            return (
+                f"{option} = {getattr(self, option)} top pixels is not smaller than the {pixels} "
+                f"pixels of a {image_shape[1]}x{image_shape[2]} image: set a smaller {option} in "
+                f"the suite's metric_params.{self.name}"
+            )
+        return None
 
     def score(self, *, model, images, targets, saliency, masks):
         values = torch.full((len(images),), float("nan"), dtype=torch.float64)

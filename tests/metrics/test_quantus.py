@@ -69,6 +69,14 @@ def test_plugin_records_quantus_options_and_version(name):
     assert cls.needs_masks == (cls.quantus_class.evaluation_category.value == "Localisation")
 
 
+def test_top_k_larger_than_the_image_is_refused_with_the_setting_to_change():
+    metric = create_metric("quantus_top_k_intersection")  # Quantus's default k = 1000
+    reason = metric.supports((1, 28, 28))
+    assert "784 pixels" in reason and "metric_params.quantus_top_k_intersection" in reason
+    assert metric.supports((3, 224, 224)) is None
+    assert create_metric("quantus_top_k_intersection", k=20).supports((1, 28, 28)) is None
+
+
 def test_snake_case_names():
     cases = {"TopKIntersection": "top_k_intersection", "IROF": "irof", "AUC": "auc"}
     cases |= {"SensitivityN": "sensitivity_n", "MPRT": "mprt", "EfficientMPRT": "efficient_mprt"}
