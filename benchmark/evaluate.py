@@ -46,6 +46,8 @@ def evaluate_batch(table: Table, name: str, keys: list[str], maps: Maps, batch, 
     ]
     table.store.put_scores(rows, table.summary.run_id)
     for metric_name, metric in table.metrics.items():
+        if metric.needs_explainer and table.over_budget(metric_name, metric, name):
+            continue
         cells = {i: score_key(keys[i], metric_name, metric) for i in available}
         done = table.store.done_cells(table.suite.name, cells.values())
         table.store.claim(table.summary.run_id, done)

@@ -84,6 +84,22 @@ class Table:
                 runnable[name] = plugin
         return runnable
 
+    def over_budget(self, metric_name: str, metric, explainer_name: str) -> bool:
+        """Whether an explainer-aware metric's re-explanations with this explainer cost more
+        evaluations per image than the suite's ``max_cost`` (a skip line if so): the metric's
+        own ``cost()``, checked for the whole table, counts one evaluation per map."""
+        budget = self.suite.max_cost
+        if budget is None:
+            return False
+        cost = metric.cost(self.explainers[explainer_name], self.model)
+        if cost <= budget:
+            return False
+        self.summary.skip(
+            f"{self.where}: {metric_name} not run on {explainer_name}: it re-explains at "
+            f"{cost} evaluations per image, over max_cost = {budget}"
+        )
+        return True
+
     def _metric_problem(self, metric) -> str | None:
         if metric.needs_masks and not self.dataset.has_masks:
             return "needs ground-truth masks, which this dataset has not"

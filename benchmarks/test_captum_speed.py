@@ -1,12 +1,15 @@
 """captum plugins' seconds per image next to the bare model evaluations they need, in one run.
 
-On a small ReLU CNN (3x64x64, two conv stages, GAP + linear; every captum method applies), each
-``captum_*`` plugin at its defaults explains a batch of ``BATCH`` images. Hooks count the rows it
-sends through the network: forwards (at the first layer's input) and backwards (gradients reaching
-the first layer's output). The floor is the time of those evaluations alone, measured in the same
-run, batched by ``FLOOR_BATCH``: ``forwards - backwards`` rows of a no-grad forward plus
-``backwards`` rows of forward + backward of the target logits to the input. ``ratio`` = explain
-time / floor: what the adapter and captum add (set-up, hooks, Python loops, smaller batches).
+On two networks, each ``captum_*`` plugin at its defaults explains a batch of images: a small
+ReLU CNN (3x64x64, two conv stages, GAP + linear; every captum method applies), where captum's
+per-call overhead shows, and a ResNet-18 (timm, random weights, 3x112x112; LRP refuses its
+residual additions and is skipped with that reason), where the model evaluations dominate as on
+the networks people benchmark. Hooks count the rows it sends through the network: forwards (at
+the first convolution's output) and backwards (gradients reaching it). The floor is the time of
+those evaluations alone, measured in the same run, batched by ``FLOOR_BATCH``: ``forwards -
+backwards`` rows of a no-grad forward plus ``backwards`` rows of forward + backward of the target
+logits to the input. ``ratio`` = explain time / floor: what the adapter and captum add (set-up,
+hooks, Python loops, smaller batches).
 Run::
 
     python -m pytest benchmarks/test_captum_speed.py --benchmark-enable -s
@@ -24,32 +27,18 @@ import torch
 from torch import nn
 
 import explainers
-from benchmark.models import Classifier
+from tests.models import benchmark_model, relu_cnn
 
-BATCH = 4
 FLOOR_BATCH = 64
-SHAPE = (3, 64, 64)
-
-
-def _model() -> Classifier:
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(32, 10),
-    )
-    return Classifier.from_module(
-        net, (0.5,) * 3, (0.25,) * 3, SHAPE, feature_layer="4", classifier_layer="7"
-    )
+# name -> (network, images per explain call)
+MODELS = {
+    "relu_cnn": (lambda: relu_cnn((3, 64, 64), widths=(16, 32), classes=10), 4),
+    "resnet18": (lambda: benchmark_model("resnet18", size=112), 2),
+}
 
 
 def _count_rows(model):
-    """[forward rows, backward rows] through the first layer while the handles are on."""
+    """[forward rows, backward rows] through the first convolution while the handle is on."""
     rows = [0, 0]
 
     def forward(_module, _inputs, output):
@@ -57,7 +46,8 @@ def _count_rows(model):
         if output.requires_grad:
             output.register_hook(lambda grad: rows.__setitem__(1, rows[1] + grad.shape[0]))
 
-    return rows, model.net[0].register_forward_hook(forward)
+    first = next(m for m in model.net.modules() if isinstance(m, nn.Conv2d))
+    return rows, first.register_forward_hook(forward)
 
 
 def _median_seconds(run, repeats=3):
@@ -72,7 +62,8 @@ def _median_seconds(run, repeats=3):
 def _floor_seconds(model, forwards, backwards):
     """Bare time of ``forwards - backwards`` no-grad forward rows and ``backwards`` rows of
     forward + backward to the input, in batches of FLOOR_BATCH."""
-    images = torch.randn(FLOOR_BATCH, *SHAPE, generator=torch.Generator().manual_seed(1))
+    shape = model.input_size
+    images = torch.randn(FLOOR_BATCH, *shape, generator=torch.Generator().manual_seed(1))
     targets = torch.arange(FLOOR_BATCH) % 10
 
     def forward_only():
@@ -90,15 +81,20 @@ def _floor_seconds(model, forwards, backwards):
     return _median_seconds(forward_only), _median_seconds(forward_backward)
 
 
+@pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("name", explainers.list_explainers("captum_*"))
-def test_captum_speed(benchmark, name):
-    model = _model()
+def test_captum_speed(benchmark, name, model_name):
+    build, batch = MODELS[model_name]
+    model = build()
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(BATCH, *SHAPE, generator=g)
-    background = torch.randn(50, *SHAPE, generator=g)
-    targets = torch.arange(BATCH) % 10
+    images = torch.randn(batch, *model.input_size, generator=g)
+    background = torch.randn(50, *model.input_size, generator=g)
+    targets = torch.arange(batch) % 10
     explainer = explainers.create_explainer(name)
-    assert explainer.supports(model) is None, f"{name} must apply to the benchmark's CNN"
+    reason = explainer.supports(model)
+    if reason is not None:
+        assert model_name != "relu_cnn", f"{name} must apply to the ReLU CNN: {reason}"
+        pytest.skip(reason)
     explainer.prepare(model=model, background=background)
     explainer.explain(model, images, targets)  # warm-up: imports, the network copy
 
@@ -117,17 +113,17 @@ def test_captum_speed(benchmark, name):
     forward_only, forward_backward = _floor_seconds(model, forwards, backwards)
     floor = forward_only + forward_backward
     benchmark.extra_info.update(
-        model="relu cnn 3x64x64",
-        batch=BATCH,
+        model=f"{model_name} {'x'.join(map(str, model.input_size))}",
+        batch=batch,
         threads=torch.get_num_threads(),
         params=explainer.params(),
-        seconds_per_image=seconds / BATCH,
-        forwards_per_image=forwards / BATCH,
-        backwards_per_image=backwards / BATCH,
-        floor_seconds_per_image=floor / BATCH,
+        seconds_per_image=seconds / batch,
+        forwards_per_image=forwards / batch,
+        backwards_per_image=backwards / batch,
+        floor_seconds_per_image=floor / batch,
         ratio=seconds / floor,
     )
     print(
-        f"\n| {name} | {seconds / BATCH:.4f} | {forwards / BATCH:.0f} | {backwards / BATCH:.0f} "
-        f"| {floor / BATCH:.4f} | {seconds / floor:.2f} |"
+        f"\n| {model_name} | {name} | {seconds / batch:.4f} | {forwards / batch:.0f} | {backwards / batch:.0f} "
+        f"| {floor / batch:.4f} | {seconds / floor:.2f} |"
     )

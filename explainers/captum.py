@@ -213,6 +213,20 @@ def _sample(background: Tensor, size: int, seed: int) -> Tensor:
     return background[keep].detach().clone()
 
 
+class _FromBackground:
+    """Baselines drawn from the background images given to ``prepare``: ``background_size`` of
+    them, chosen by ``seed`` (fields of the plugin); without a background, zero images."""
+
+    def prepare(self, model, background: Tensor) -> None:
+        self._background = _sample(background, self.background_size, self.seed)
+
+    def _baselines(self, images: Tensor, zeros: int) -> Tensor:
+        background = getattr(self, "_background", None)
+        if background is None:
+            background = torch.zeros(zeros, *images.shape[1:])
+        return background.to(images.device, images.dtype)
+
+
 # -- gradients -------------------------------------------------------------------------------------
 
 
@@ -352,7 +366,7 @@ class CaptumVarGrad(_NoiseTunnel):
     "captum_gradient_shap", tags=("gradient", "shap", "sampling", "captum"), requires=("captum",)
 )
 @dataclass
-class CaptumGradientShap(_Captum):
+class CaptumGradientShap(_FromBackground, _Captum):
     """GradientSHAP (Lundberg & Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874) via captum.
 
     Expected gradients x (input - baseline) at random points between the image and baselines
@@ -370,25 +384,15 @@ class CaptumGradientShap(_Captum):
     noise_level: float = 0.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._background: Tensor | None = None
-
-    def prepare(self, model, background: Tensor) -> None:
-        self._background = _sample(background, self.background_size, self.seed)
-
     def cost(self) -> int:
         return 2 * self.n_samples
 
     def _attribute(self, module, model, images, targets):
         from captum.attr import GradientShap
 
-        background = self._background
-        if background is None:
-            background = torch.zeros(1, *images.shape[1:])
         return GradientShap(module).attribute(
             images,
-            baselines=background.to(images.device, images.dtype),
+            baselines=self._baselines(images, zeros=1),
             n_samples=self.n_samples,
             stdevs=self.noise_level * _input_range(model),
             target=targets,
@@ -498,7 +502,7 @@ class CaptumDeepLift(_DeepLiftFamily):
     requires=("captum",),
 )
 @dataclass
-class CaptumDeepLiftShap(_DeepLiftFamily):
+class CaptumDeepLiftShap(_FromBackground, _DeepLiftFamily):
     """DeepSHAP (Lundberg & Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874) via captum's DeepLiftShap.
 
     The mean over baselines of DeepLift's rescale-rule contributions, the baselines a seeded
@@ -514,23 +518,14 @@ class CaptumDeepLiftShap(_DeepLiftFamily):
     background_size: int = 50
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._background: Tensor | None = None
-
-    def prepare(self, model, background: Tensor) -> None:
-        self._background = _sample(background, self.background_size, self.seed)
-
     def cost(self) -> int:
         return 3 * self.background_size
 
     def _attribute(self, module, model, images, targets):
         from captum.attr import DeepLiftShap
 
-        background = self._background
-        if background is None:  # captum needs two or more baselines: two zeros are DeepLift's
-            background = torch.zeros(2, *images.shape[1:])
-        background = background.to(images.device, images.dtype)
+        # captum needs two or more baselines: two zeros are DeepLift's
+        background = self._baselines(images, zeros=2)
         # one image at a time: captum repeats each input once per baseline
         return torch.cat(
             [

@@ -44,8 +44,9 @@ True`` is called with one more keyword, ``explainer=`` (the table's instance, al
 copy when it changes weights); the evaluate stage's deadline covers those calls. Its score cells
 need no extra key: the saliency key inside them already names the explainer, its version and
 parameters. Its ``cost()`` counts the re-explanations: ``cost(explainer, model)`` exactly, and
-``cost()`` alone (what a suite's ``max_cost`` sees) with the explainer at one evaluation per map
-and one re-explanation per changed model or input. Score names may be families: a key with a
+``cost()`` alone with the explainer at one evaluation per map and one re-explanation per changed
+model or input. A suite's ``max_cost`` checks both: ``cost()`` for the table, then
+``cost(explainer, model)`` for each explainer, skipping (with a line) the pairs over it. Score names may be families: a key with a
 wildcard in ``higher_is_better`` (``"spearman@*"``) gives the direction of every score it matches
 (e.g. one per randomised layer).
 

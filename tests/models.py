@@ -196,23 +196,29 @@ def _swin() -> nn.Module:
     )
 
 
-def _hooked() -> TinyModel:
-    """A plain user module: the feature layer is found by name through a forward hook."""
-    torch.manual_seed(0)
+def relu_cnn(
+    shape: Shape = (3, 24, 24), widths: tuple[int, int] = (8, 16), classes: int = 5, seed: int = 0
+) -> Classifier:
+    """A plain user module, conv-ReLU-maxpool-conv-ReLU-GAP-linear (feature layer "4", classifier
+    "7", found by name through forward hooks): every captum method applies to it."""
+    torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(shape[0], widths[0], 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
+        nn.Conv2d(widths[0], widths[1], 3, padding=1),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(16, 5),
+        nn.Linear(widths[1], classes),
     )
-    model = Classifier.from_module(
-        net, *_normalised(3, 0.5, 0.5), (3, 24, 24), feature_layer="4", classifier_layer="7"
+    return Classifier.from_module(
+        net, *_normalised(shape[0], 0.5, 0.5), shape, feature_layer="4", classifier_layer="7"
     )
-    return TinyModel(model, (3, 24, 24), True)
+
+
+def _hooked() -> TinyModel:
+    return TinyModel(relu_cnn(), (3, 24, 24), True)
 
 
 def _cnn_gap() -> TinyModel:
@@ -232,14 +238,14 @@ TINY_MODELS: dict[str, Callable[[], TinyModel]] = {
 }
 
 
-def benchmark_model(name: str) -> Classifier:
-    """A benchmark's network: ``resnet50`` (timm, random weights, 224 px, channels_last) or a
-    harness model by name (``cnn_gap``: random weights)."""
+def benchmark_model(name: str, size: int = 224) -> Classifier:
+    """A benchmark's network: ``resnet18`` / ``resnet50`` (timm, random weights, ``size`` px,
+    channels_last) or a harness model by name (``cnn_gap``: random weights)."""
     torch.manual_seed(0)
-    if name == "resnet50":
+    if name in ("resnet18", "resnet50"):
         import timm
 
-        net = timm.create_model("resnet50", pretrained=False)
+        net = timm.create_model(name, pretrained=False)
         stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-        return Classifier(net, *stats, (3, 224, 224), "resnet50", channels_last=True)
+        return Classifier(net, *stats, (3, size, size), name, channels_last=True)
     return load_model(name)

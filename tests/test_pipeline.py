@@ -117,6 +117,25 @@ def test_metrics_that_cannot_run_and_plugins_over_budget_leave_a_line(tmp_path, 
     assert "road_accuracy not run" in leaderboard.render(store, "pipe")
 
 
+def test_an_explainer_aware_metric_over_budget_with_one_explainer_runs_with_the_others(
+    tmp_path, data_dir
+):
+    # max_sensitivity re-explains `samples` times: 4 x 0 evaluations with center, 4 x 2 with
+    # gradient_pixel; its own cost() (one evaluation per map) is 4, within the budget
+    store, summary = _run(
+        tmp_path,
+        ["center", "gradient_pixel"],
+        metrics=("max_sensitivity",),
+        max_cost=5,
+        metric_params={"max_sensitivity": {"samples": 4}},
+    )
+    lines = "\n".join(summary.skipped)
+    assert "max_sensitivity not run on gradient_pixel: it re-explains at 8 evaluations" in lines
+    assert "max_sensitivity not run on center" not in lines
+    scored = {(e, m) for _, _, e, m, *_ in store.scores("pipe") if m != "runtime"}
+    assert scored == {("center", "max_sensitivity")}
+
+
 def test_full_extends_default_and_takes_every_plugin(tmp_path):
     default, full = load_suite("default"), load_suite("full")
     assert full.grid == default.grid and full.explainer_params == default.explainer_params
