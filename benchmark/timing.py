@@ -47,6 +47,11 @@ def timed(
     return result, time.perf_counter() - start
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int = 3, device=None) -> float:
+    """The median of ``repeats`` :func:`timed` calls of ``fn()`` (robust to a shared machine)."""
+    return statistics.median(timed(fn, device=device)[1] for _ in range(repeats))
+
+
 class CellTimeout(TimeoutError):
     """A plugin call ran past the run's per-cell time limit."""
 

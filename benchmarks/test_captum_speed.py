@@ -19,14 +19,12 @@ The figures are in the saved benchmark's ``extra_info`` (``--benchmark-json out.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import torch
 from torch import nn
 
 import explainers
+from benchmark.timing import median_seconds
 from tests.models import benchmark_model, relu_cnn
 
 FLOOR_BATCH = 64
@@ -50,15 +48,6 @@ def _count_rows(model):
     return rows, first.register_forward_hook(forward)
 
 
-def _median_seconds(run, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _floor_seconds(model, forwards, backwards):
     """Bare time of ``forwards - backwards`` no-grad forward rows and ``backwards`` rows of
     forward + backward to the input, in batches of FLOOR_BATCH."""
@@ -78,7 +67,7 @@ def _floor_seconds(model, forwards, backwards):
             logits = model(x).gather(1, targets[:size, None]).sum()
             torch.autograd.grad(logits, x)
 
-    return _median_seconds(forward_only), _median_seconds(forward_backward)
+    return median_seconds(forward_only), median_seconds(forward_backward)
 
 
 @pytest.mark.parametrize("model_name", MODELS)
@@ -109,7 +98,7 @@ def test_captum_speed(benchmark, name, model_name):
 
     benchmark.pedantic(explainer.explain, args=(model, images, targets), rounds=3, iterations=1)
     seconds = benchmark.stats.stats.median if benchmark.stats else None
-    seconds = seconds or _median_seconds(lambda: explainer.explain(model, images, targets))
+    seconds = seconds or median_seconds(lambda: explainer.explain(model, images, targets))
     forward_only, forward_backward = _floor_seconds(model, forwards, backwards)
     floor = forward_only + forward_backward
     benchmark.extra_info.update(

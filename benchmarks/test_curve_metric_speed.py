@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmark.timing import timed
 from metrics import create_metric, list_metrics, registry, target_probabilities
 from tests.models import benchmark_model
 
@@ -57,16 +57,6 @@ def setup():
     return model, images, targets, maps.to(DEVICE)
 
 
-def _seconds(fn) -> float:
-    if DEVICE.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if DEVICE.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 @pytest.mark.parametrize("name", CURVE_METRICS)
 def test_curve_metric_within_1_1x_of_its_bare_forwards(benchmark, setup, name):
     model, images, targets, maps = setup
@@ -88,8 +78,8 @@ def test_curve_metric_within_1_1x_of_its_bare_forwards(benchmark, setup, name):
     bare()
     scores, bares = [], []
     for _ in range(ROUNDS):
-        bares.append(_seconds(bare))
-        scores.append(_seconds(score))
+        bares.append(timed(bare, device=DEVICE)[1])
+        scores.append(timed(score, device=DEVICE)[1])
     benchmark.pedantic(score, rounds=1, iterations=1)
     ratio = statistics.median(m / b for m, b in zip(scores, bares, strict=True))
     per_image, bare_per_image = (

@@ -12,14 +12,12 @@ The figures are in the saved benchmark's ``extra_info`` (``--benchmark-json out.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import torch
 
 import explainers
 from benchmark.models import load_model
+from benchmark.timing import median_seconds, timed
 
 BATCH = 4
 BACKGROUND = 50
@@ -49,13 +47,12 @@ def _bare_forward_seconds(model, rows, repeats=3):
     if rows == 0:
         return 0.0
     batch = torch.zeros(min(rows, 50), 1, 28, 28)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def forwards():
         for done in range(0, rows, 50):
             model(batch[: min(50, rows - done)])
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return median_seconds(forwards, repeats)
 
 
 @pytest.mark.parametrize("name", explainers.list_explainers())
@@ -66,9 +63,7 @@ def test_explainer_speed(benchmark, name):
     explainer.explain(model, images, targets)  # warm-up: imports, JIT, cached set-up
 
     rows, handle = _count_rows(model)
-    start = time.perf_counter()
-    explainer.explain(model, images, targets)
-    once = time.perf_counter() - start
+    _, once = timed(explainer.explain, model, images, targets)
     handle.remove()
 
     benchmark.pedantic(explainer.explain, args=(model, images, targets), rounds=3, iterations=1)

@@ -119,6 +119,16 @@ def game_curves(
     return torch.cat(scores).view(batch, points)
 
 
+def check_choices(substrate_name: str, output: str) -> None:
+    """A ValueError listing the choices when the substrate or the output is unknown."""
+    if substrate_name not in SUBSTRATES:
+        raise ValueError(
+            f"unknown substrate {substrate_name!r}: choose one of {', '.join(SUBSTRATES)}"
+        )
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}: choose one of {', '.join(OUTPUTS)}")
+
+
 def trapezoid_auc(curve: Tensor) -> Tensor:
     """RISE's ``auc``: ``(sum - a_0/2 - a_N/2) / N`` over N steps = the trapezoid rule over the
     fraction axis 0, 1/N, ..., 1."""
@@ -140,12 +150,7 @@ class GameMetric(Metric):
     batch_size: int = setting(64)
 
     def __post_init__(self) -> None:
-        if self.substrate not in SUBSTRATES:
-            raise ValueError(
-                f"unknown substrate {self.substrate!r}: choose one of {', '.join(SUBSTRATES)}"
-            )
-        if self.output not in OUTPUTS:
-            raise ValueError(f"unknown output {self.output!r}: choose one of {', '.join(OUTPUTS)}")
+        check_choices(self.substrate, self.output)
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
 

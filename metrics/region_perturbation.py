@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from metrics import Metric, rank_pixels, register_metric, setting
-from metrics._curves import OUTPUTS, SUBSTRATES, game_curves, substrate
+from metrics._curves import check_choices, game_curves, substrate
 
 
 def region_labels(height: int, width: int, size: int) -> Tensor:
@@ -67,12 +67,7 @@ class RegionPerturbation(Metric):
     batch_size: int = setting(64)
 
     def __post_init__(self) -> None:
-        if self.substrate not in SUBSTRATES:
-            raise ValueError(
-                f"unknown substrate {self.substrate!r}: choose one of {', '.join(SUBSTRATES)}"
-            )
-        if self.output not in OUTPUTS:
-            raise ValueError(f"unknown output {self.output!r}: choose one of {', '.join(OUTPUTS)}")
+        check_choices(self.substrate, self.output)
         if self.region_size < 1 or self.steps < 1:
             raise ValueError(
                 f"region_size and steps must be at least 1, got {self.region_size}, {self.steps}"

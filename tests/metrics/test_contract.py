@@ -62,6 +62,19 @@ def declared(metric, score: str) -> bool:
     return metric.higher_is_better.get(score) is not None
 
 
+def assert_batch_independent(metric, model, images, targets, saliency, atol=1e-6):
+    """Each image scored alone gets the scores it got in the batch."""
+    batch = metric(model=model, images=images, targets=targets, saliency=saliency)
+    for i in range(len(images)):
+        one = slice(i, i + 1)
+        alone = metric(
+            model=model, images=images[one], targets=targets[one], saliency=saliency[one]
+        )
+        for key, values in batch.items():
+            torch.testing.assert_close(alone[key][0], values[i], atol=atol, rtol=0)
+    return batch
+
+
 def check_contract(name, model, maps):
     images, targets, saliency, masks = _batch(maps=maps)
     inputs = (images.clone(), saliency.clone(), masks.clone())

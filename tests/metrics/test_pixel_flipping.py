@@ -7,6 +7,7 @@ from torch import nn
 
 from benchmark.models import Classifier
 from metrics import create_metric, rank_pixels
+from tests.metrics.test_contract import assert_batch_independent
 from tests.models import mlp_head_cnn
 
 
@@ -85,13 +86,7 @@ def test_batch_independent_with_the_per_image_minimum(small_cnn):
     images[2] -= 5  # another minimum: Quantus's "black" is the image's own
     saliency, targets = torch.rand(4, 10, 10, generator=g), torch.tensor([0, 1, 2, 3])
     metric = create_metric("pixel_flipping", steps=10)
-    batch = metric(model=small_cnn, images=images, targets=targets, saliency=saliency)["auc"]
-    for i in range(4):
-        one = slice(i, i + 1)
-        alone = metric(
-            model=small_cnn, images=images[one], targets=targets[one], saliency=saliency[one]
-        )
-        assert alone["auc"].item() == pytest.approx(batch[i].item(), abs=1e-6)
+    assert_batch_independent(metric, small_cnn, images, targets, saliency)
 
 
 def test_bad_parameters():

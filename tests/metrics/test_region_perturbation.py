@@ -7,6 +7,7 @@ import torch
 from metrics import create_metric, rank_pixels
 from metrics._curves import substrate
 from metrics.region_perturbation import region_labels
+from tests.metrics.test_contract import assert_batch_independent
 from tests.metrics.test_pixel_flipping import kept_fraction
 from tests.models import mlp_head_cnn
 
@@ -71,13 +72,7 @@ def test_noise_is_seeded_per_image_in_pixel_space(small_cnn):
     assert not torch.equal(substrate(small_cnn, images, "uniform", 11, 5.0, seed=1), noise)
     saliency, targets = torch.rand(3, 12, 12, generator=g), torch.tensor([0, 1, 2])
     metric = create_metric("region_perturbation", region_size=3, steps=8)
-    batch = metric(model=small_cnn, images=images, targets=targets, saliency=saliency)["aopc"]
-    for i in range(3):
-        one = slice(i, i + 1)
-        alone = metric(
-            model=small_cnn, images=images[one], targets=targets[one], saliency=saliency[one]
-        )
-        assert alone["aopc"].item() == pytest.approx(batch[i].item(), abs=1e-6)
+    assert_batch_independent(metric, small_cnn, images, targets, saliency)
 
 
 def test_bad_parameters():
