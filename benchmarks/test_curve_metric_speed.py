@@ -13,10 +13,10 @@ model name such as ``cnn_gap`` (28x28); ``CURVE_BENCH_IMAGES`` (default 2), ``CU
 (default 3, medians; the machine is shared), ``CURVE_BENCH_DEVICE`` (default cuda where there is
 one).
 
-Measured on 2 shared CPU cores (load average 6-13 from other work), ResNet50, 2 images, 24 steps,
-2 rounds: deletion 1.02x (7.45 vs 7.34 s / image), insertion 1.22x (8.86 vs 7.33; 1.07x on an
-idle machine, test_insertion_deletion_speed.py), pixel_flipping 1.08x (5.91 vs 5.51),
-region_perturbation 1.04x (4.86 vs 4.71). On ``cnn_gap`` (28x28) the forwards are so cheap that
+Measured on 2 idle CPU cores (load average 0.25), ResNet50, 2 images, 24 steps, 3 rounds, 121 s
+in all: deletion 1.016x (1.428 vs 1.405 s / image), insertion 1.025x (1.631 vs 1.562),
+pixel_flipping 1.037x (1.589 vs 1.515), region_perturbation 1.031x (1.638 vs 1.594). Under load
+(average 6-13) insertion reached 1.22x. On ``cnn_gap`` (28x28) the forwards are so cheap that
 building the rows shows: 1.47x, 1.75x, 1.25x, 1.23x.
 """
 
