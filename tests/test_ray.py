@@ -1,6 +1,7 @@
 """The Ray executor on a local Ray (two CPUs): its store equals the local executor's cell for cell
 (also with ROAD, whose imputations run as Ray CPU tasks), a rerun sends out no work, a worker
-process dying mid-run loses and duplicates nothing, and ``--workers`` sets the actors."""
+process dying mid-run loses and duplicates nothing, an explainer that fails on an image is the same
+recorded failure as locally, and ``--workers`` sets the actors."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from benchmark.config import parse_suite  # noqa: E402
 from benchmark.executors.ray import RayExecutor  # noqa: E402
 from benchmark.runner import run_suite  # noqa: E402
 from benchmark.store import ResultsStore  # noqa: E402
+from tests.plugins import FAILING, failing_plugin  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +62,8 @@ def local_ray():
     env = {
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     }
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    runtime_env = {"env_vars": env, "worker_process_setup_hook": "tests.plugins.register_failing"}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env)
     yield
     ray.shutdown()
 
@@ -180,6 +183,40 @@ def test_a_worker_dying_mid_run_is_retried_and_loses_or_duplicates_nothing(
     reference, ours = _cells(local_store), _cells(path)
     for what in reference:
         assert ours[what] == reference[what], what
+
+
+def test_an_explainer_failing_on_an_image_is_the_local_failure_and_the_run_goes_on(
+    local_ray, tmp_path, data_dir
+):
+    with failing_plugin() as params:
+        failing = {
+            **SMALL,
+            "explainers": [FAILING, "center"],
+            "explainer_params": {FAILING: params},
+        }
+        local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
+        expected = run_suite(
+            parse_suite("failing", failing),
+            ResultsStore(local),
+            device="cpu",
+            progress=False,
+            log=_quiet,
+        )
+        executor = RayExecutor(device="cpu", log=_quiet)
+        summary = run_suite(
+            parse_suite("failing", failing),
+            ResultsStore(distributed),
+            device="cpu",
+            progress=False,
+            log=_quiet,
+            executor=executor,
+        )
+    assert len(summary.failures) == len(expected.failures) == 2, "the crash and the NaN map"
+    reference, ours = _cells(local), _cells(distributed)
+    for what in reference:
+        assert ours[what] == reference[what], what
+    assert any("boom on purpose" in message for _, _, message, *_ in ours["failures"])
+    assert _board(distributed, "failing") == _board(local, "failing")
 
 
 def test_cli_runs_a_suite_on_ray_and_writes_the_board(local_ray, local_store, tmp_path, capsys):

@@ -8,17 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-import explainers
 from benchmark import leaderboard
 from benchmark.config import load_suite, parse_suite
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
+from tests.plugins import FAILING, failing_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,62 +190,29 @@ def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, 
     assert len({(c, s) for c, s, _ in resumed}) == len(resumed), "each cell exactly once"
 
 
-@dataclass
-class _FailsOnOneImage(explainers.Explainer):
-    """Test plugin: crashes on one chosen image, returns NaN on another."""
-
-    version = "1"
-    bad: float = 0.0
-    nan: float = 0.0
-
-    def cost(self) -> int:
-        return 0  # no model evaluations: it reads the pixels
-
-    def explain(self, model, images, targets):
-        sums = images.flatten(1).sum(1)
-        if any(abs(float(s) - self.bad) < 1e-3 for s in sums):
-            raise RuntimeError("boom on purpose")
-        maps = images.abs().sum(1)
-        for i, s in enumerate(sums):
-            if abs(float(s) - self.nan) < 1e-3:
-                maps[i] = float("nan")
-        return maps
-
-
 def test_a_failing_explainer_does_not_stop_the_run_and_shows_in_the_board(tmp_path, data_dir):
-    from benchmark.data import load_dataset
-    from benchmark.models import load_model
-
-    model = load_model("cnn_gap")  # what the runner builds: 1 channel, 28x28
-    data = load_dataset("synthetic", limit=8, image_size=(28, 28), channels=1)
-    sums = [float(model.normalize(b.pixels).flatten(1).sum(1)[0]) for b in data.batches(1)]
-    explainers.registry.register("failing_test")(_FailsOnOneImage)
-    suite = parse_suite(
-        "failing",
-        {
-            "batch_size": 4,
-            "explainers": ["failing_test", "center"],
-            "metrics": ["*"],
-            "max_cost": 300,
-            "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
-            "explainer_params": {"failing_test": {"bad": sums[1], "nan": sums[5]}},
-        },
-    )
-    try:
+    with failing_plugin() as params:
+        suite = parse_suite(
+            "failing",
+            {
+                "batch_size": 4,
+                "explainers": [FAILING, "center"],
+                "metrics": ["*"],
+                "max_cost": 300,
+                "grid": [{"dataset": "synthetic", "limit": 8, "models": [{"name": "cnn_gap"}]}],
+                "explainer_params": {FAILING: params},
+            },
+        )
         store = ResultsStore(tmp_path / "s.sqlite")
         summary = run_suite(suite, store, device="cpu", progress=False, log=lambda _: None)
         board = leaderboard.render(store, "failing")
-    finally:
-        explainers.registry._entries.pop("failing_test")
     messages = [f[-1] for f in store.failures("failing")]
     assert any("boom on purpose" in m for m in messages)
     assert any("NaN" in m for m in messages)
     assert len(summary.failures) == 2, "\n".join(summary.failures)
     assert "## Failures" in board and "boom on purpose" in board
     explained = {
-        img
-        for _, _, e, m, _, img, _ in store.scores("failing")
-        if e == "failing_test" and m == "runtime"
+        img for _, _, e, m, _, img, _ in store.scores("failing") if e == FAILING and m == "runtime"
     }
     assert len(explained) == 6, "the six other images were explained and scored"
 
