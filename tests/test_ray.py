@@ -1,14 +1,17 @@
 """The Ray executor on a local Ray (two CPUs): its store equals the local executor's cell for cell
 (also with ROAD, whose imputations run as Ray CPU tasks), a rerun sends out no work, a worker
-process dying mid-run loses and duplicates nothing, an explainer that fails on an image is the same
+process dying mid-run loses and duplicates nothing, a driver killed with kill -9 resumes from the
+store, an explainer that fails on an image is the same
 recorded failure as locally, and ``--workers`` sets the actors."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,6 +186,48 @@ def test_a_worker_dying_mid_run_is_retried_and_loses_or_duplicates_nothing(
     reference, ours = _cells(local_store), _cells(path)
     for what in reference:
         assert ours[what] == reference[what], what
+
+
+def test_the_driver_killed_mid_run_resumes_from_the_store_as_a_local_run_does(tmp_path, data_dir):
+    """``run --executor ray`` in its own process (its own local Ray), killed with kill -9 once
+    the store holds some scores, then run again: the store equals the local executor's."""
+    reference = tmp_path / "local.sqlite"
+    grid = {"dataset": "synthetic", "limit": 64, "models": [{"name": "cnn_gap"}]}
+    run_suite(
+        parse_suite("killed", {**SMALL, "grid": [grid]}),
+        ResultsStore(reference),
+        device="cpu",
+        progress=False,
+        log=_quiet,
+    )
+    suite, store = tmp_path / "killed.toml", tmp_path / "ray.sqlite"
+    suite.write_text(SMALL_TOML.replace("limit = 8", "limit = 64"))
+    args = [sys.executable, "-m", "benchmark", "run", "--suite", str(suite), "--store", str(store)]
+    args += ["--device", "cpu", "--quiet", "--executor", "ray", "--leaderboard-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    total = len(_cells(reference)["scores"])
+
+    def scored() -> int:
+        try:
+            return len(_cells(store)["scores"])
+        except sqlite3.Error:  # not created yet, or no claims table yet
+            return 0
+
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and scored() < total // 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed: give it more work"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < scored() < total
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, ours = _cells(reference), _cells(store)
+    for what in expected:
+        assert ours[what] == expected[what], what
+    assert len(set(ours["scores"])) == len(ours["scores"]), "each cell exactly once"
 
 
 def test_an_explainer_failing_on_an_image_is_the_local_failure_and_the_run_goes_on(
