@@ -217,6 +217,23 @@ def relu_cnn(
     )
 
 
+def hand_deeplift_mlp() -> Classifier:
+    """Flatten-linear-ReLU-linear on a 1x1x2 image, whose DeepLift contributions for x = (1, 2),
+    class 0, against the zero baseline are worked out by hand: (2.5, -0.5).
+
+    Hidden z = W1 x + b1 = (-0.5, 3), at the baseline (0.5, -1); a = ReLU(z) = (0, 3) vs (0.5, 0):
+    multipliers dA/dZ = (-0.5/-1, 3/4) = (0.5, 0.75); the contribution of x_i is
+    sum_j v_j m_j W1[j, i] x_i with v = (2, 1): x1: (2*0.5*1 + 1*0.75*2) * 1 = 2.5,
+    x2: (2*0.5*-1 + 1*0.75*1) * 2 = -0.5 (sum 2 = the logit change)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 1.0]]))
+        net[1].bias.copy_(torch.tensor([0.5, -1.0]))
+        net[3].weight.copy_(torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
+        net[3].bias.zero_()
+    return Classifier.from_module(net, (0.0,), (1.0,), (1, 1, 2))
+
+
 def _hooked() -> TinyModel:
     return TinyModel(relu_cnn(), (3, 24, 24), True)
 

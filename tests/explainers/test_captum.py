@@ -10,7 +10,13 @@ from torch import nn
 
 import explainers
 from benchmark.models import Classifier
-from tests.models import TINY_MODELS, linear_classifier, pixel_weights, small_cnn
+from tests.models import (
+    TINY_MODELS,
+    hand_deeplift_mlp,
+    linear_classifier,
+    pixel_weights,
+    small_cnn,
+)
 
 pytest.importorskip("captum")
 
@@ -306,17 +312,7 @@ def test_each_plugin_equals_captums_own_call_summed_over_channels(name):
 
 
 def test_deeplift_on_a_small_relu_network_gives_the_hand_computed_rescale_contributions():
-    # x = (1, 2), baseline 0; hidden z = W1 x + b1 = (-0.5, 3), at the baseline (0.5, -1);
-    # a = ReLU(z) = (0, 3) vs (0.5, 0): multipliers dA/dZ = (-0.5/-1, 3/4) = (0.5, 0.75);
-    # contribution of x_i = sum_j v_j m_j W1[j, i] dx_i with v = (2, 1):
-    # x1: (2*0.5*1 + 1*0.75*2) * 1 = 2.5; x2: (2*0.5*-1 + 1*0.75*1) * 2 = -0.5 (sum 2 = dy)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
-    with torch.no_grad():
-        net[1].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 1.0]]))
-        net[1].bias.copy_(torch.tensor([0.5, -1.0]))
-        net[3].weight.copy_(torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
-        net[3].bias.zero_()
-    model = Classifier.from_module(net, (0.0,), (1.0,), (1, 1, 2))
+    model = hand_deeplift_mlp()
     images = torch.tensor([[[[1.0, 2.0]]]])
     maps = explainers.create_explainer("captum_deeplift").explain(model, images, torch.tensor([0]))
     torch.testing.assert_close(maps, torch.tensor([[[2.5, -0.5]]]))
