@@ -10,10 +10,13 @@ derivative replaced by its multiplier (the rescale rule, paper eq. 6-8):
 * max-pooling y = max over a window: the output difference is split between the input's and the
   reference's maximum, m_j = [sum over windows where j is x's argmax of g (max(y, y') - y') + sum
   over windows where j is x''s argmax of g (y - max(y, y'))] / (z_j - z'_j); the plain gradient
-  where |z_j - z'_j| < eps. This is captum's max-pool rule, with the contributions of windows that
-  share an argmax (overlapping pools, e.g. ResNet's 3x3 / stride 2) added, where captum keeps one
-  of them (``max_unpool2d`` overwrites), so ours adds up to f(x) - f(x') exactly and captum's does
-  not.
+  where |z_j - z'_j| < eps. This is captum's max-pool rule.
+
+The contributions add up to f(x) - f(x') to float precision. captum's do not in two cases, both
+common in CNNs (tests/explainers/test_deeplift.py): overlapping pools (ResNet's 3x3 / stride 2),
+where its ``max_unpool2d`` keeps one of the contributions of windows that share an argmax, and two
+rule modules in a row (ReLU then max-pool, as in ResNet's and VGG's stems; ReLU then Tanh), where
+its chained module hooks miss the inner rule; both only against a non-zero reference.
 
 Because the multipliers are equal for both rows of a pair, only the input rows are
 back-propagated: one no-grad forward of the references records z' and y' at each rule's module,

@@ -427,9 +427,10 @@ class CaptumDeepLiftShap(FromBackground, _DeepLiftFamily):
     sample of ``background_size`` images given to ``prepare`` (else the zero baseline, i.e.
     DeepLift); summed over channels (signed; they add up to logit(x) - the mean baseline logit).
     Same network copy and refusals as captum_deeplift. Per image one forward of the image
-    repeated and the baselines, one backward: 3 x ``background_size`` evaluations. On max-pooled
-    networks captum's max-pool rule does not add up to the logit change (tests/explainers/
-    test_deeplift.py); deeplift_shap does, at about 2.5x the speed on a ResNet-18.
+    repeated and the baselines, one backward: 3 x ``background_size`` evaluations. On overlapping
+    max-pools and two rule modules in a row (ReLU then max-pool: ResNet's stem) captum's maps do
+    not add up to the logit change (tests/explainers/test_deeplift.py); deeplift_shap's do, at
+    about 2.5x the speed on a ResNet-18.
     """
 
     version = "1"

@@ -17,9 +17,9 @@ class DeepLift(RescaleRule):
     """DeepLIFT rescale rule (Shrikumar et al., ICML 2017, https://arxiv.org/abs/1704.02685), the project's own.
 
     Contributions relative to the zero baseline (the data mean), summed over channels (signed;
-    they add up to logit(x) - logit(baseline) exactly, max-pooling included). Equals
-    captum_deeplift on networks without max-pooling; on max-pooled ones (VGG, ResNet) captum's
-    maps do not add up (its overlapping windows keep one contribution per input). Refuses models
+    they add up to logit(x) - logit(baseline) exactly). Equals captum_deeplift where captum's
+    rules are exact; against non-zero references (deeplift_shap) captum's maps do not add up on
+    overlapping max-pools or two rule modules in a row (see ``explainers._deeplift``). Refuses models
     with a non-linearity it has no rule for (GELU, SiLU, LayerNorm, attention) or a non-linear
     module used twice. One forward of the baseline per call, one forward and one backward per
     image, ``rows`` images at a time.

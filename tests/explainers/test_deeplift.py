@@ -1,6 +1,6 @@
 """The project's DeepLift and DeepSHAP: the hand-computed case, equal to captum's where captum's
-rules are exact (every element-wise non-linearity, no max-pooling), summation-to-delta exact on
-max-pooled networks where captum's is not, the eps fallback, and the refusals."""
+rules are exact (every element-wise non-linearity, no max-pooling), summation-to-delta exact where
+captum's is not (overlapping max-pools, rule modules in a row), the eps fallback, the refusals."""
 
 from __future__ import annotations
 
@@ -64,16 +64,42 @@ def test_equals_captum_on_every_element_wise_rule_without_max_pooling(ours, acti
     torch.testing.assert_close(maps, reference, rtol=1e-5, atol=1e-9)
 
 
+def _separated(pool: nn.Module) -> Classifier:
+    """conv-ReLU-conv-pool-...: no two rule modules in a row."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), pool)
+    net.extend([nn.Flatten(), nn.LazyLinear(5)])
+    net(torch.zeros(1, *SHAPE))
+    return Classifier.from_module(net, (0.5,) * 3, (0.5,) * 3, SHAPE)
+
+
+def _in_a_row() -> Classifier:
+    """conv-ReLU-Tanh-...: two element-wise rule modules in a row, no pooling."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Tanh())
+    net.extend([nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 5)])
+    return Classifier.from_module(net, (0.5,) * 3, (0.5,) * 3, SHAPE)
+
+
+CAPTUM_FAULTS = {
+    # ReLU then a 2x2 max-pool: rule modules in a row (captum's chained hooks)
+    "relu-maxpool": lambda: _net(nn.ReLU, nn.MaxPool2d(2)),
+    # ReLU then a 3x3 / stride 2 max-pool (ResNet's stem): both faults
+    "relu-maxpool-3x3-stride-2": lambda: _net(nn.ReLU, nn.MaxPool2d(3, stride=2, padding=1)),
+    # a conv between: the overlapping windows alone (captum's max_unpool2d keeps one)
+    "overlapping-maxpool": lambda: _separated(nn.MaxPool2d(3, stride=2, padding=1)),
+    "relu-tanh": _in_a_row,
+}
+
+
 @pytest.mark.parametrize("ours", ["deeplift", "deeplift_shap"])
-@pytest.mark.parametrize(
-    "pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1)], ids=["2x2", "3x3-stride-2"]
-)
-def test_contributions_add_up_exactly_with_max_pooling_where_captums_do_not(ours, pool):
-    model = _net(nn.ReLU, pool)
+@pytest.mark.parametrize("case", CAPTUM_FAULTS)
+def test_contributions_add_up_exactly_where_captums_do_not(ours, case):
+    model = CAPTUM_FAULTS[case]()
     plugin, maps = _explain(ours, model)
     change = _logit_change(model, plugin)
     torch.testing.assert_close(maps.sum(dim=(1, 2)), change, rtol=1e-4, atol=1e-6)
-    if ours == "deeplift_shap":  # captum's max-pool rule against non-zero baselines
+    if ours == "deeplift_shap":  # captum's faults show against non-zero references
         _, theirs = _explain(f"captum_{ours}", model)
         error = (theirs.sum(dim=(1, 2)) - change).abs().max()
         assert error > 100 * (maps.sum(dim=(1, 2)) - change).abs().max() and error > 1e-4
