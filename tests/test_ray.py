@@ -105,6 +105,14 @@ def _cells(path: Path) -> dict[str, list[tuple]]:
         }
 
 
+def _same_cells(reference: Path, ours: Path) -> tuple[dict, dict]:
+    """Both stores' cells, asserted equal table by table."""
+    expected, got = _cells(reference), _cells(ours)
+    for what in expected:
+        assert got[what] == expected[what], what
+    return expected, got
+
+
 def _board(path: Path, suite: str = "small") -> str:
     """The board of a copy of the store, runtimes aside (they are measured, never equal)."""
     copy = path.with_name(f"{path.stem}-board.sqlite")
@@ -126,9 +134,7 @@ def test_ray_store_equals_the_local_one_cell_for_cell_and_a_rerun_sends_nothing(
     assert executor.workers == 2 and executor.sent == executor.units == 2 * 4, "2 batches x 4"
     assert summary.explained == 2 * 4 * 4 and summary.evaluated == 2 * 4 * 4 * 4
     assert not summary.failures and not summary.skipped
-    reference, ours = _cells(local_store), _cells(path)
-    for what in reference:
-        assert ours[what] == reference[what], what
+    reference, ours = _same_cells(local_store, path)
     assert len(ours["scores"]) > 0 and len(ours["maps"]) == 32
     assert _board(path) == _board(local_store)
 
@@ -141,6 +147,25 @@ def test_ray_store_equals_the_local_one_cell_for_cell_and_a_rerun_sends_nothing(
     assert _cells(path)["claims"] == reference["claims"], "the rerun claims the same cells"
 
 
+def _local_then_ray(name: str, params: dict, folder: Path):
+    """The suite run by the local executor, then by the Ray one, into fresh stores: both stores'
+    paths, both summaries and the Ray executor."""
+    local, distributed = folder / "local.sqlite", folder / "ray.sqlite"
+    expected = run_suite(
+        parse_suite(name, params), ResultsStore(local), device="cpu", progress=False, log=_quiet
+    )
+    executor = RayExecutor(device="cpu", log=_quiet)
+    summary = run_suite(
+        parse_suite(name, params),
+        ResultsStore(distributed),
+        device="cpu",
+        progress=False,
+        log=_quiet,
+        executor=executor,
+    )
+    return local, distributed, expected, summary, executor
+
+
 ROAD = {
     **SMALL,
     "explainers": ["grad_cam", "random"],
@@ -150,25 +175,11 @@ ROAD = {
 
 
 def test_road_imputes_on_ray_cpu_tasks_with_the_local_numbers(local_ray, tmp_path, data_dir):
-    local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
-    run_suite(
-        parse_suite("road", ROAD), ResultsStore(local), device="cpu", progress=False, log=_quiet
-    )
-    executor = RayExecutor(device="cpu", log=_quiet)
-    summary = run_suite(
-        parse_suite("road", ROAD),
-        ResultsStore(distributed),
-        device="cpu",
-        progress=False,
-        log=_quiet,
-        executor=executor,
-    )
+    local, distributed, _, summary, executor = _local_then_ray("road", ROAD, tmp_path)
     assert not summary.failures and summary.evaluated == 8 * 2
     # 2 batches x 2 explainers; each unit's 4 images x 2 orders x 2 fractions in 2 (CPUs) tasks
     assert executor.sent == 4 and executor.imputation_tasks == 4 * 2
-    reference, ours = _cells(local), _cells(distributed)
-    for what in reference:
-        assert ours[what] == reference[what], what
+    _, ours = _same_cells(local, distributed)
     assert {score for _, score, *_ in ours["scores"]} == {"morf", "lerf", "combined"}
 
 
@@ -183,9 +194,7 @@ def test_a_worker_dying_mid_run_is_retried_and_loses_or_duplicates_nothing(
     )
     assert died.exists(), "a worker process exited (os._exit) on its first task"
     assert not summary.failures and summary.explained == 32
-    reference, ours = _cells(local_store), _cells(path)
-    for what in reference:
-        assert ours[what] == reference[what], what
+    _same_cells(local_store, path)
 
 
 def test_the_driver_killed_mid_run_resumes_from_the_store_as_a_local_run_does(tmp_path, data_dir):
@@ -224,9 +233,7 @@ def test_the_driver_killed_mid_run_resumes_from_the_store_as_a_local_run_does(tm
 
     resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    expected, ours = _cells(reference), _cells(store)
-    for what in expected:
-        assert ours[what] == expected[what], what
+    _, ours = _same_cells(reference, store)
     assert len(set(ours["scores"])) == len(ours["scores"]), "each cell exactly once"
 
 
@@ -239,27 +246,9 @@ def test_an_explainer_failing_on_an_image_is_the_local_failure_and_the_run_goes_
             "explainers": [FAILING, "center"],
             "explainer_params": {FAILING: params},
         }
-        local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
-        expected = run_suite(
-            parse_suite("failing", failing),
-            ResultsStore(local),
-            device="cpu",
-            progress=False,
-            log=_quiet,
-        )
-        executor = RayExecutor(device="cpu", log=_quiet)
-        summary = run_suite(
-            parse_suite("failing", failing),
-            ResultsStore(distributed),
-            device="cpu",
-            progress=False,
-            log=_quiet,
-            executor=executor,
-        )
+        local, distributed, expected, summary, _ = _local_then_ray("failing", failing, tmp_path)
     assert len(summary.failures) == len(expected.failures) == 2, "the crash and the NaN map"
-    reference, ours = _cells(local), _cells(distributed)
-    for what in reference:
-        assert ours[what] == reference[what], what
+    _, ours = _same_cells(local, distributed)
     assert any("boom on purpose" in message for _, _, message, *_ in ours["failures"])
     assert _board(distributed, "failing") == _board(local, "failing")
 
