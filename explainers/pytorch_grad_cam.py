@@ -242,6 +242,26 @@ def _unfused_attention(net: nn.Module, active: bool):
 
 
 @contextlib.contextmanager
+def _weights_untouched(module: nn.Module, freeze: bool):
+    """The network's weights as they were after the call, without ``.grad``; with ``freeze``,
+    out of autograd during it: the library's ``loss.backward()`` otherwise back-propagates into
+    every weight, though a CAM needs gradients down to its feature map only (FullGrad: to the
+    input, which the library makes a leaf). Not for second derivatives (ShapleyCAM): through a
+    linear head the feature-map gradient is a function of the head's weights alone, and frozen
+    weights leave it without a graph to differentiate."""
+    learning = [p for p in module.parameters() if freeze and p.requires_grad]
+    for p in learning:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in learning:
+            p.requires_grad_(True)
+        for p in module.parameters():
+            p.grad = None
+
+
+@contextlib.contextmanager
 def _released(*cams):
     """Release the library's hooks however the call ends (never swallowing an exception)."""
     try:
@@ -314,19 +334,16 @@ class _PgcExplainer(Explainer):
     def explain(self, model, images, targets):
         wrapper = _CamModel(model, use_tap=self.uses_feature_layer)
         cam = self._make_cam(wrapper)
-        try:
-            # errstate: AblationCAM's channel selection divides by zero on dead channels
-            with (
-                _released(cam),
-                _quiet(self.library_class),
-                _unfused_attention(model.net, self.spec.double_backward),
-                torch.enable_grad(),
-                np.errstate(divide="ignore", invalid="ignore"),
-            ):
-                maps = self._run(cam, images, self._library_targets(model, images, targets))
-        finally:
-            for p in wrapper.parameters():  # the library's loss.backward() fills .grad
-                p.grad = None
+        # errstate: AblationCAM's channel selection divides by zero on dead channels
+        with (
+            _released(cam),
+            _quiet(self.library_class),
+            _unfused_attention(model.net, self.spec.double_backward),
+            _weights_untouched(wrapper, freeze=not self.spec.double_backward),
+            torch.enable_grad(),
+            np.errstate(divide="ignore", invalid="ignore"),
+        ):
+            maps = self._run(cam, images, self._library_targets(model, images, targets))
         maps = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).to(images.device)
         if self.relu:
             maps = maps.clamp_min(0)  # the library's ReLU (its scaling is left out)

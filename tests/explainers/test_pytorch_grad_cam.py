@@ -100,6 +100,26 @@ def test_relu_false_keeps_the_sign_and_hooks_and_grads_are_released():
     assert all(p.grad is None for p in model.net.parameters())
 
 
+@pytest.mark.parametrize("name", ["pgc_gradcam", "pgc_fullgrad", "pgc_shapleycam"])
+def test_weights_stay_out_of_the_librarys_backward_and_come_back_as_they_were(name):
+    model = TINY_MODELS["hooked_sequential"]().model
+    params = list(model.net.parameters())
+    params[0].requires_grad_(False)  # a user's frozen layer stays frozen
+    images = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    seen = []
+    hook = params[-1].register_hook(lambda grad: seen.append(grad.shape))  # the head's bias
+    explainers.create_explainer(name).explain(model, images, torch.tensor([1, 2]))
+    hook.remove()
+    if name != "pgc_shapleycam":  # its second derivatives need the head's weights in the graph
+        assert not seen, "a weight gradient was computed: the library's backward went past the map"
+    assert [p.requires_grad for p in params] == [False] + [True] * (len(params) - 1)
+    assert all(p.grad is None for p in params)
+    with pytest.raises(IndexError):  # a target outside the classes, raised inside the call
+        explainers.create_explainer(name).explain(model, images, torch.tensor([1, 99]))
+    assert [p.requires_grad for p in params] == [False] + [True] * (len(params) - 1)
+    assert all(p.grad is None for p in params)
+
+
 def test_finercam_compares_each_image_with_its_own_targets_similar_classes():
     model = TINY_MODELS["hooked_sequential"]().model
     images = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(3))

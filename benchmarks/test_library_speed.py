@@ -1,19 +1,23 @@
-"""captum plugins' seconds per image next to the bare model evaluations they need, in one run;
-and the project's own re-implementations (``deeplift``, ``deeplift_shap``) beside captum's.
+"""The library-wrapped plugins' seconds per image next to the bare model evaluations they need,
+in one run: every ``captum_*`` and ``pgc_*`` (pytorch-grad-cam) plugin, and the project's own
+re-implementations (``deeplift``, ``deeplift_shap``) beside captum's.
 
-On two networks, each ``captum_*`` plugin at its defaults explains a batch of images: a small
-ReLU CNN (3x64x64, two conv stages, GAP + linear; every captum method applies), where captum's
+On two networks, each plugin at its defaults explains a batch of images: a small ReLU CNN
+(3x64x64, two conv stages, GAP + linear; every captum method applies), where the libraries'
 per-call overhead shows, and a ResNet-18 (timm, random weights, 3x112x112; LRP refuses its
 residual additions and is skipped with that reason), where the model evaluations dominate as on
 the networks people benchmark. Hooks count the rows it sends through the network: forwards (at
-the first convolution's output) and backwards (gradients reaching it). The floor is the time of
-those evaluations alone, measured in the same run, batched by ``FLOOR_BATCH``: ``forwards -
-backwards`` rows of a no-grad forward plus ``backwards`` rows of forward + backward of the target
-logits to the input. ``ratio`` = explain time / floor: what the adapter and captum add (set-up,
-hooks, Python loops, smaller batches).
+the first convolution's output), backwards to the input (gradients reaching the first
+convolution's output) and backwards to the feature map only (gradients reaching the head's
+pooling input and not the input: what a CAM needs). The floor is the time of those evaluations
+alone, measured in the same run, batched by ``FLOOR_BATCH``: no-grad forwards for the rows
+without a backward, forward + backward of the target logits to the input, and forward + backward
+to the feature map (``Classifier.forward_with_features``). ``ratio`` = explain time / floor: what
+the adapter and the library add (set-up, hooks, Python loops, smaller batches, the library's own
+arithmetic).
 Run::
 
-    python -m pytest benchmarks/test_captum_speed.py --benchmark-enable -s
+    python -m pytest benchmarks/test_library_speed.py --benchmark-enable -s
 
 The figures are in the saved benchmark's ``extra_info`` (``--benchmark-json out.json``).
 
@@ -50,52 +54,87 @@ from tests.models import benchmark_model, relu_cnn
 
 FLOOR_BATCH = 64
 OWN = {"deeplift": "captum_deeplift", "deeplift_shap": "captum_deeplift_shap"}
-# name -> (network, images per explain call)
+# name -> (network, images per explain call, the head's first module: its input is the feature map)
 MODELS = {
-    "relu_cnn": (lambda: relu_cnn((3, 64, 64), widths=(16, 32), classes=10), 4),
-    "resnet18": (lambda: benchmark_model("resnet18", size=112), 2),
+    "relu_cnn": (lambda: relu_cnn((3, 64, 64), widths=(16, 32), classes=10), 4, "5"),
+    "resnet18": (lambda: benchmark_model("resnet18", size=112), 2, "global_pool"),
 }
 
 
-def _count_rows(model):
-    """[forward rows, backward rows] through the first convolution while the handle is on."""
-    rows = [0, 0]
+def _on_backward(tensor, rows, slot):
+    if tensor.requires_grad:
+        tensor.register_hook(lambda grad: rows.__setitem__(slot, rows[slot] + grad.shape[0]))
 
-    def forward(_module, _inputs, output):
+
+def _count_rows(model, head):
+    """[forward rows, backward rows to the input, backward rows to the feature map] while the
+    handles are on: forwards and input gradients at the first convolution's output, feature-map
+    gradients at the input of the head's first module."""
+    rows = [0, 0, 0]
+
+    def first_conv(_module, _inputs, output):
         rows[0] += output.shape[0]
-        if output.requires_grad:
-            output.register_hook(lambda grad: rows.__setitem__(1, rows[1] + grad.shape[0]))
+        _on_backward(output, rows, 1)
 
     first = next(m for m in model.net.modules() if isinstance(m, nn.Conv2d))
-    return rows, first.register_forward_hook(forward)
+    pool = model.net.get_submodule(head)
+    return rows, [
+        first.register_forward_hook(first_conv),
+        pool.register_forward_hook(lambda _m, inputs, _out: _on_backward(inputs[0], rows, 2)),
+    ]
 
 
-def _floor_seconds(model, forwards, backwards):
-    """Bare time of ``forwards - backwards`` no-grad forward rows and ``backwards`` rows of
-    forward + backward to the input, in batches of FLOOR_BATCH."""
+def _counted_rows(model, head, explain):
+    rows, handles = _count_rows(model, head)
+    try:
+        explain()
+    finally:
+        for handle in handles:
+            handle.remove()
+    forwards, to_input, to_features = rows
+    return forwards, to_input, max(to_features - to_input, 0)
+
+
+def _floor_seconds(model, forwards, to_input, to_features):
+    """Bare time of the rows without a backward as no-grad forwards, ``to_input`` rows of forward
+    + backward of the target logits to the input, and ``to_features`` rows of forward + backward
+    to the feature map only, in batches of FLOOR_BATCH."""
     shape = model.input_size
     images = torch.randn(FLOOR_BATCH, *shape, generator=torch.Generator().manual_seed(1))
     targets = torch.arange(FLOOR_BATCH) % 10
 
+    def batches(rows):
+        for done in range(0, rows, FLOOR_BATCH):
+            size = min(FLOOR_BATCH, rows - done)
+            yield images[:size], targets[:size, None]
+
     def forward_only():
         with torch.no_grad():
-            for done in range(0, forwards - backwards, FLOOR_BATCH):
-                model(images[: min(FLOOR_BATCH, forwards - backwards - done)])
+            for x, _ in batches(forwards - to_input - to_features):
+                model(x)
 
-    def forward_backward():
-        for done in range(0, backwards, FLOOR_BATCH):
-            size = min(FLOOR_BATCH, backwards - done)
-            x = images[:size].clone().requires_grad_(True)
-            logits = model(x).gather(1, targets[:size, None]).sum()
-            torch.autograd.grad(logits, x)
+    def backward_to_input():
+        for x, t in batches(to_input):
+            x = x.clone().requires_grad_(True)
+            torch.autograd.grad(model(x).gather(1, t).sum(), x)
 
-    return median_seconds(forward_only), median_seconds(forward_backward)
+    def backward_to_features():
+        for x, t in batches(to_features):
+            logits, features = model.forward_with_features(x)
+            torch.autograd.grad(logits.gather(1, t).sum(), features)
+
+    return sum(
+        median_seconds(part) for part in (forward_only, backward_to_input, backward_to_features)
+    )
+
+
+LIBRARY_PLUGINS = [*explainers.list_explainers("captum_*"), *explainers.list_explainers("pgc_*")]
 
 
 @pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.parametrize("name", [*explainers.list_explainers("captum_*"), *OWN])
-def test_captum_speed(benchmark, name, model_name):
-    build, batch = MODELS[model_name]
+@pytest.mark.parametrize("name", [*LIBRARY_PLUGINS, *OWN])
+def test_library_speed(benchmark, name, model_name):
+    build, batch, head = MODELS[model_name]
     model = build()
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, *model.input_size, generator=g)
@@ -109,21 +148,21 @@ def test_captum_speed(benchmark, name, model_name):
     explainer.prepare(model=model, background=background)
     explainer.explain(model, images, targets)  # warm-up: imports, the network copy
 
-    rows, handle = _count_rows(model)
-    explainer.explain(model, images, targets)
-    handle.remove()
+    def explain():
+        explainer.explain(model, images, targets)
+
     if getattr(explainer, "needs_copy", False):  # hook methods run on a copy: count there
         clone = explainer._copy[1]
-        rows, handle = _count_rows(getattr(clone, "model", clone))
-        explainer.explain(model, images, targets)
-        handle.remove()
-    forwards, backwards = rows
+        forwards, to_input, to_features = _counted_rows(
+            getattr(clone, "model", clone), head, explain
+        )
+    else:
+        forwards, to_input, to_features = _counted_rows(model, head, explain)
 
     benchmark.pedantic(explainer.explain, args=(model, images, targets), rounds=3, iterations=1)
     seconds = benchmark.stats.stats.median if benchmark.stats else None
     seconds = seconds or median_seconds(lambda: explainer.explain(model, images, targets))
-    forward_only, forward_backward = _floor_seconds(model, forwards, backwards)
-    floor = forward_only + forward_backward
+    floor = _floor_seconds(model, forwards, to_input, to_features)
     benchmark.extra_info.update(
         model=f"{model_name} {'x'.join(map(str, model.input_size))}",
         batch=batch,
@@ -131,12 +170,14 @@ def test_captum_speed(benchmark, name, model_name):
         params=explainer.params(),
         seconds_per_image=seconds / batch,
         forwards_per_image=forwards / batch,
-        backwards_per_image=backwards / batch,
+        backwards_to_input_per_image=to_input / batch,
+        backwards_to_features_per_image=to_features / batch,
         floor_seconds_per_image=floor / batch,
         ratio=seconds / floor,
     )
     print(
-        f"\n| {model_name} | {name} | {seconds / batch:.4f} | {forwards / batch:.0f} | {backwards / batch:.0f} "
+        f"\n| {model_name} | {name} | {seconds / batch:.4f} | {forwards / batch:.0f} | {to_input / batch:.0f} "
+        f"| {to_features / batch:.0f} "
         f"| {floor / batch:.4f} | {seconds / floor:.2f} |"
     )
     if name in OWN:
