@@ -45,7 +45,13 @@ def _start(tmp_path: Path, store: Path, boards: Path) -> subprocess.Popen:
 
 
 def _results(store: Path) -> list[tuple]:
+    """Scores and maps in the store; none while the run has not yet created its tables."""
+    if not store.exists():
+        return []
     with sqlite3.connect(store) as db:
+        tables = "SELECT count(*) FROM sqlite_master WHERE name IN ('saliency', 'scores')"
+        if db.execute(tables).fetchone()[0] < 2:
+            return []
         scores = db.execute(
             "SELECT cell, score, value FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
         ).fetchall()
@@ -97,7 +103,7 @@ def test_ctrl_c_stops_cleanly_with_the_resume_hint(tmp_path, data_dir):
     store, boards = tmp_path / "s.sqlite", tmp_path / "boards"
     proc = _start(tmp_path, store, boards)
     deadline = time.time() + 120
-    while time.time() < deadline and not (store.exists() and _results(store)):
+    while time.time() < deadline and not _results(store):
         time.sleep(0.2)
     if proc.poll() is not None:
         pytest.skip("the run finished before it could be interrupted")
