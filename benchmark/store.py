@@ -396,6 +396,21 @@ class ResultsStore:
         return counts
 
 
+def score_values(path: str | Path) -> list[tuple]:
+    """(cell, score, value) of every stored score but the runtimes, in cell order: what two runs
+    of the same suite must agree on. Read-only; empty while a starting run has not yet created the
+    file or its tables."""
+    if not Path(path).exists():
+        return []
+    with sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'scores'").fetchone():
+            return []
+        return db.execute(
+            f"SELECT cell, score, value FROM scores WHERE metric != '{RUNTIME}' "
+            "ORDER BY cell, score"
+        ).fetchall()
+
+
 def _advice(path: Path, error: sqlite3.DatabaseError) -> str:
     """What went wrong with the store at ``path``, and what to do about it."""
     text = str(error)

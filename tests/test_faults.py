@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.store import score_values
+
 REPO = Path(__file__).resolve().parent.parent
 
 SUITE = """
@@ -45,18 +47,13 @@ def _start(tmp_path: Path, store: Path, boards: Path) -> subprocess.Popen:
 
 
 def _results(store: Path) -> list[tuple]:
-    """Scores and maps in the store; none while the run has not yet created its tables."""
-    if not store.exists():
+    """Scores and maps in the store; none while a starting run has not yet created them."""
+    try:
+        with sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True) as db:
+            maps = db.execute("SELECT key, map FROM saliency ORDER BY key").fetchall()
+    except sqlite3.OperationalError:  # no file or no tables yet
         return []
-    with sqlite3.connect(store) as db:
-        tables = "SELECT count(*) FROM sqlite_master WHERE name IN ('saliency', 'scores')"
-        if db.execute(tables).fetchone()[0] < 2:
-            return []
-        scores = db.execute(
-            "SELECT cell, score, value FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
-        ).fetchall()
-        maps = db.execute("SELECT key, map FROM saliency ORDER BY key").fetchall()
-    return scores + maps
+    return score_values(store) + maps
 
 
 def _board(path: Path, store: Path) -> list[str]:

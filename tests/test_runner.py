@@ -16,7 +16,7 @@ import torch
 from benchmark import leaderboard
 from benchmark.config import load_suite, parse_suite
 from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
+from benchmark.store import ResultsStore, score_values
 from tests.plugins import FAILING, failing_plugin
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,13 +70,6 @@ def _run_cli(suite: Path, store: Path, boards: Path, cwd: Path) -> subprocess.Co
         "cpu",
         cwd=cwd,
     )
-
-
-def _score_rows(store_path: Path) -> list[tuple]:
-    with sqlite3.connect(store_path) as db:
-        return db.execute(
-            "SELECT cell, score, value FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
-        ).fetchall()
 
 
 def test_cli_run_then_leaderboard_is_complete_and_deterministic(tiny_suite, tmp_path):
@@ -173,27 +166,20 @@ def test_resume_after_kill_stores_each_cell_once_with_the_same_values(tmp_path, 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-    def written(store_path: Path) -> int:
-        try:  # the file exists a moment before the run has created its tables
-            return len(_score_rows(store_path))
-        except sqlite3.OperationalError:
-            return 0
-
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        if interrupted.exists() and written(interrupted) > 50:
+        if len(score_values(interrupted)) > 50:
             break
     assert proc.poll() is None, "the run finished before it could be interrupted: give it more work"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = len(_score_rows(interrupted))
-    assert 0 < partial < len(_score_rows(reference))
+    partial = len(score_values(interrupted))
+    assert 0 < partial < len(score_values(reference))
 
     assert _cli(*args, "--store", str(interrupted), cwd=tmp_path).returncode == 0
-    resumed = _score_rows(interrupted)
-    assert resumed == _score_rows(reference)
+    resumed = score_values(interrupted)
+    assert resumed == score_values(reference)
     assert len({(c, s) for c, s, _ in resumed}) == len(resumed), "each cell exactly once"
 
 
@@ -342,3 +328,10 @@ def test_gallery_display_clips_outliers_and_diverges_for_signed_maps():
     assert cmap == "inferno" and low == 0 and high < 2 and shown.max() == high
     signed, cmap, low, high = display_range(positive - 0.5)
     assert cmap == "bwr" and low == -high
+
+
+def test_score_values_is_empty_until_a_run_has_created_the_store_and_its_tables(tmp_path):
+    store = tmp_path / "store.sqlite"
+    assert score_values(store) == [] and not store.exists(), "reading must not create the file"
+    sqlite3.connect(store).close()  # the file exists before the run creates its tables
+    assert score_values(store) == []

@@ -10,7 +10,6 @@ actor. Each run writes a fresh store in a temporary folder; both stores are chec
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ import torch
 from benchmark.config import parse_suite
 from benchmark.executors.ray import RayExecutor, local_runtime_env
 from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
+from benchmark.store import ResultsStore, score_values
 
 
 def small_suite(limit: int):
@@ -82,12 +81,6 @@ class _Echo:
         return len(payload["ids"])
 
 
-def _scores(path: Path) -> list[tuple]:
-    with sqlite3.connect(path) as db:
-        sql = "SELECT cell, score, value FROM scores WHERE metric != 'runtime' ORDER BY cell, score"
-        return db.execute(sql).fetchall()
-
-
 def _overhead(batch_size: int) -> float:
     """Median seconds of a no-op actor call carrying one batch of synthetic pixels."""
     echo = _Echo.remote()
@@ -135,7 +128,7 @@ def measure(limit: int = 32, workers: int = 2) -> Figures:
         workers=executor.workers,
         units_sent=executor.sent,
         imputation_tasks=executor.imputation_tasks,
-        stores_equal=_scores(folder / "serial.sqlite") == _scores(folder / "ray.sqlite"),
+        stores_equal=score_values(folder / "serial.sqlite") == score_values(folder / "ray.sqlite"),
         overhead_s=overhead,
         unit_work_s=statistics.fmean(executor.work_seconds),
     )
